@@ -1,0 +1,243 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/choreo-go/choreo/state"
+)
+
+// commit runs the at-least-once commit protocol for every active task:
+//
+//  1. produce each task's dirty store entries to its changelog partitions;
+//  2. flush the producer (changelog, repartition and sink records);
+//  3. apply each task's store batch together with a checkpoint holding the
+//     changelog offsets just written and the input offsets processed;
+//  4. commit the input offsets to the group.
+//
+// A crash between any two steps is safe: before 3 the store and the group
+// both still point before the batch; between 3 and 4 the store is ahead of
+// the group, and a local restart resumes from the store's input offsets.
+func (e *Engine) commit(ctx context.Context) error {
+	start := time.Now()
+	e.lastCommit = e.cfg.Now()
+	var active []*task
+	for _, t := range e.tasks {
+		if t.phase == phaseActive && (t.pending > 0 || t.batch.Len() > 0) {
+			active = append(active, t)
+		}
+	}
+	if len(active) == 0 {
+		return nil
+	}
+	cl := 0
+	for _, t := range active {
+		err := t.batch.ForEach(func(m state.Mutation) error {
+			topic, ok := e.changelogs[m.Store]
+			if !ok {
+				return nil
+			}
+			var v []byte
+			if !m.Deleted {
+				v = m.Value
+				if v == nil {
+					v = []byte{} // an empty value is not a tombstone
+				}
+			}
+			e.producer.Produce(nil, &kgo.Record{Topic: topic, Partition: t.id.Partition, Key: m.Key, Value: v}, e.changelogPromise)
+			cl++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if err := e.flush(ctx); err != nil {
+		return err
+	}
+	e.prodMu.Lock()
+	perr := e.prodErr
+	e.prodErr = nil
+	e.prodMu.Unlock()
+	if perr != nil {
+		return perr
+	}
+
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	now := e.cfg.Now()
+	for _, t := range active {
+		cp := state.Checkpoint{
+			Changelogs: make(map[string]state.ChangelogPosition, len(t.sub.stores)),
+			Inputs:     make(map[string]int64, len(t.queues)),
+			Written:    now,
+		}
+		for _, name := range t.sub.stores {
+			topic, ok := e.changelogs[name]
+			if !ok {
+				continue
+			}
+			pos := t.cp.Changelogs[name]
+			e.prodMu.Lock()
+			if off, ok := e.clOffsets[topic][t.id.Partition]; ok && off > pos.Offset {
+				pos.Offset = off
+			}
+			e.prodMu.Unlock()
+			pos.TopicID = e.topicIDs[topic]
+			cp.Changelogs[name] = pos
+		}
+		for k, v := range t.cp.Inputs {
+			cp.Inputs[k] = v
+		}
+		for _, q := range t.queues {
+			if q.next < 0 {
+				continue
+			}
+			cp.Inputs[inputKey(q.topic, q.partition)] = q.next
+			if q.dirty {
+				if offsets[q.topic] == nil {
+					offsets[q.topic] = make(map[int32]kgo.EpochOffset)
+				}
+				offsets[q.topic][q.partition] = kgo.EpochOffset{Epoch: q.leaderEpoch, Offset: q.next}
+			}
+		}
+		if err := t.batch.Commit(&cp, false); err != nil {
+			return fmt.Errorf("task %s: commit store: %w", t.name, err)
+		}
+		t.cp = cp
+		t.pending = 0
+	}
+	if len(offsets) > 0 {
+		if err := e.commitOffsets(ctx, offsets); err != nil {
+			return err
+		}
+		for _, t := range active {
+			for _, q := range t.queues {
+				q.dirty = false
+			}
+		}
+	}
+	e.purgeRepartitions(ctx, offsets)
+	e.log.Debug("committed", "tasks", len(active), "changelog_records", cl, "took", time.Since(start))
+	return nil
+}
+
+// flush waits for every produced record; during an outage it keeps waiting
+// (franz-go retries) unless the app is shutting down.
+func (e *Engine) flush(ctx context.Context) error {
+	for {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		err := e.producer.Flush(fctx)
+		cancel()
+		if err == nil {
+			e.lc.brokerOK()
+			return nil
+		}
+		e.log.Warn("waiting for brokers to accept produced records", "err", err)
+		if ctx.Err() != nil && e.cfg.crashOnClose {
+			return ctx.Err()
+		}
+	}
+}
+
+func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+	var cerr error
+	e.consumer.CommitOffsetsSync(context.WithoutCancel(ctx), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			cerr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if perr := kerr.ErrorForCode(p.ErrorCode); perr != nil && cerr == nil {
+					cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, perr)
+				}
+			}
+		}
+	})
+	if cerr != nil {
+		if isRetriable(cerr) || errors.Is(cerr, kerr.RebalanceInProgress) || errors.Is(cerr, kerr.IllegalGeneration) ||
+			errors.Is(cerr, kerr.UnknownMemberID) || errors.Is(cerr, kerr.FencedInstanceID) {
+			// At-least-once: the store already holds the work; the next
+			// commit (or the next owner) carries the offsets forward.
+			e.log.Warn("offset commit did not complete; will retry with the next commit", "err", cerr)
+			return nil
+		}
+		return fmt.Errorf("commit offsets: %w", cerr)
+	}
+	e.lc.brokerOK()
+	return nil
+}
+
+// purgeRepartitions deletes repartition records below the committed offsets,
+// every 30 s at most (as Kafka Streams' repartition.purge.interval.ms).
+func (e *Engine) purgeRepartitions(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
+	now := e.cfg.Now()
+	if len(e.repartTops) == 0 || now.Sub(e.lastPurge) < 30*time.Second {
+		return
+	}
+	e.lastPurge = now
+	purge := kadm.Offsets{}
+	for _, topic := range e.repartTops {
+		for p, o := range offsets[topic] {
+			purge.AddOffset(topic, p, o.Offset, -1)
+		}
+	}
+	if len(purge) == 0 {
+		return
+	}
+	go func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := e.adm.DeleteRecords(dctx, purge); err != nil {
+			e.log.Debug("purging repartition topics", "err", err)
+		}
+	}()
+}
+
+// shutdown commits, closes tasks and leaves the group.
+func (e *Engine) shutdown(commit bool) error {
+	ctx := context.Background()
+	e.mu.Lock()
+	var err error
+	if commit && e.fatal == nil {
+		err = e.commit(ctx)
+	}
+	for id := range e.tasks {
+		e.closeTask(id, err == nil)
+	}
+	e.mu.Unlock()
+	memberID, _ := e.consumer.GroupMetadata()
+	e.consumer.CloseAllowingRebalance()
+	if !e.cfg.KeepPartitionsOnClose && memberID != "" {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		e.leaveGroup(lctx, memberID)
+		cancel()
+	}
+	e.producer.Close()
+	return err
+}
+
+// crash abandons everything as a killed process would: no commit, no leave.
+func (e *Engine) crash() {
+	e.mu.Lock()
+	e.crashing = true
+	for id, t := range e.tasks {
+		if t.phase == phaseRestoring {
+			<-e.restorer.Remove(t.name)
+		}
+		t.batch.Discard()
+		_ = t.db.Close()
+		delete(e.tasks, id)
+	}
+	e.mu.Unlock()
+	e.producer.AbortBufferedRecords(context.Background()) //nolint:errcheck // crashing on purpose
+	e.producer.Close()
+	e.consumer.Close()
+}

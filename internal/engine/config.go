@@ -1,0 +1,158 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Action is what the engine does with a record whose processing failed.
+type Action int
+
+const (
+	// Fail stops the app: it moves to the error state and Run returns the cause.
+	Fail Action = iota
+	// Skip drops the record (its partial writes are rolled back), counts and logs it.
+	Skip
+)
+
+// ErrorKind says at which step a record failed.
+type ErrorKind int
+
+const (
+	// DeserializationError: the source could not decode the record.
+	DeserializationError ErrorKind = iota
+	// ProcessingError: an operator or user function returned an error or panicked.
+	ProcessingError
+)
+
+func (k ErrorKind) String() string {
+	if k == DeserializationError {
+		return "deserialization"
+	}
+	return "processing"
+}
+
+// Config is the engine's configuration; runtime.Config maps onto it.
+type Config struct {
+	AppID      string
+	InstanceID string
+	Brokers    []string
+	StateDir   string
+	// InMemoryState keeps stores in memory (restored from changelogs on every start).
+	InMemoryState bool
+
+	CommitInterval    time.Duration
+	CommitMaxRecords  int
+	CommitMaxBytes    int
+	MaxTaskIdle       time.Duration
+	MaxPollRecords    int
+	SessionTimeout    time.Duration
+	RebalanceTimeout  time.Duration
+	HeartbeatInterval time.Duration
+	ProducerLinger    time.Duration
+	StateCacheBytes   int64
+	StateCleanupDelay time.Duration
+	// KeepPartitionsOnClose skips the explicit LeaveGroup on Close so a
+	// quickly restarted static member gets its partitions back without a rebalance.
+	KeepPartitionsOnClose bool
+
+	ReplicationFactor    int16
+	InternalTopicConfigs map[string]string
+
+	// OnError decides the fate of a failed record; nil fails the app.
+	OnError func(kind ErrorKind, rec *kgo.Record, err error) Action
+
+	// ClientOpts are appended to every franz-go client the engine creates
+	// (security settings, dialers, ...).
+	ClientOpts []kgo.Opt
+
+	Logger *slog.Logger
+	// StateListener is called on every state change, in order.
+	StateListener func(from, to State)
+	// Now is the wall clock; nil means time.Now.
+	Now func() time.Time
+
+	// testDropOnClose makes Close abandon everything without committing,
+	// as a crash would (set through SetCrashOnClose).
+	crashOnClose bool
+}
+
+// ErrInvalidConfig wraps every configuration error.
+var ErrInvalidConfig = errors.New("invalid config")
+
+func (c *Config) validate() error {
+	if c.AppID == "" {
+		return fmt.Errorf("%w: ApplicationID is required", ErrInvalidConfig)
+	}
+	for _, r := range c.AppID {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Errorf("%w: ApplicationID %q may only contain letters, digits, '.', '_' and '-' (it prefixes topic names)", ErrInvalidConfig, c.AppID)
+		}
+	}
+	if len(c.Brokers) == 0 {
+		return fmt.Errorf("%w: Brokers is required", ErrInvalidConfig)
+	}
+	if c.StateDir == "" && !c.InMemoryState {
+		return fmt.Errorf("%w: StateDir is required (or InMemoryState)", ErrInvalidConfig)
+	}
+	for name, d := range map[string]time.Duration{
+		"CommitInterval": c.CommitInterval, "MaxTaskIdle": c.MaxTaskIdle, "SessionTimeout": c.SessionTimeout,
+		"RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
+		"ProducerLinger": c.ProducerLinger, "StateCleanupDelay": c.StateCleanupDelay,
+	} {
+		if d < 0 {
+			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
+		}
+	}
+	if c.CommitMaxRecords < 0 || c.CommitMaxBytes < 0 || c.MaxPollRecords < 0 || c.StateCacheBytes < 0 {
+		return fmt.Errorf("%w: sizes must not be negative", ErrInvalidConfig)
+	}
+	if c.HeartbeatInterval > 0 && c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
+		return fmt.Errorf("%w: HeartbeatInterval must be below SessionTimeout", ErrInvalidConfig)
+	}
+	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
+		return fmt.Errorf("%w: ReplicationFactor must be -1 (broker default) or positive", ErrInvalidConfig)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&c.CommitInterval, time.Second)
+	def(&c.SessionTimeout, 10*time.Second)
+	def(&c.RebalanceTimeout, 60*time.Second)
+	def(&c.ProducerLinger, 5*time.Millisecond)
+	def(&c.StateCleanupDelay, 10*time.Minute)
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = min(3*time.Second, c.SessionTimeout/3)
+	}
+	if c.CommitMaxRecords == 0 {
+		c.CommitMaxRecords = 200_000
+	}
+	if c.CommitMaxBytes == 0 {
+		c.CommitMaxBytes = 64 << 20
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 10_000
+	}
+	if c.StateCacheBytes == 0 {
+		c.StateCacheBytes = 64 << 20
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}

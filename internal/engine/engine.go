@@ -1,0 +1,446 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/choreo-go/choreo/changelog"
+	"github.com/choreo-go/choreo/internal/graph"
+	"github.com/choreo-go/choreo/partition"
+	"github.com/choreo-go/choreo/state"
+)
+
+// Sentinel errors.
+var (
+	// ErrPanic wraps a panic recovered from user code.
+	ErrPanic = errors.New("panic in processor")
+	// ErrAlreadyRunning is returned by a second call to Run.
+	ErrAlreadyRunning = errors.New("app already running or finished")
+	// ErrMissingTopic is returned when a source or sink topic does not exist.
+	ErrMissingTopic = errors.New("topic does not exist")
+	// ErrProduce wraps a record the broker refused for good.
+	ErrProduce = errors.New("produce failed")
+)
+
+// Engine runs a compiled topology as a member of the app's consumer group.
+type Engine struct {
+	cfg  Config
+	topo *graph.Topology
+	log  *slog.Logger
+	lc   lifecycle
+
+	started atomic.Bool
+
+	// Resolved at start-up.
+	subs       []*subtopology
+	topicSub   map[string]*subtopology
+	partitions map[string]int32 // every topic the app reads or writes
+	changelogs map[string]string
+	topicIDs   map[string][16]byte
+	repartTops []string
+
+	env       *state.Env
+	adminCl   *kgo.Client
+	adm       *kadm.Client
+	consumer  *kgo.Client
+	producer  *kgo.Client
+	restoreCl *kgo.Client
+	restorer  *changelog.Restorer
+	balancer  *partition.Balancer
+
+	// mu guards tasks and everything the loop and the rebalance callbacks share.
+	mu        sync.Mutex
+	tasks     map[partition.TaskID]*task
+	byTP      map[string]map[int32]*task
+	restored  []restoreDone
+	restoreMu sync.Mutex
+	wake      atomic.Pointer[context.CancelFunc]
+
+	// Producer results, written from franz-go's goroutines.
+	prodMu     sync.Mutex
+	prodErr    error
+	clOffsets  map[string]map[int32]int64
+	lastCommit time.Time
+	lastPurge  time.Time
+	lastClean  time.Time
+	fatal      error
+	crashing   bool
+
+	skipped atomic.Int64
+}
+
+type restoreDone struct {
+	id  partition.TaskID
+	err error
+}
+
+// New validates cfg; nothing touches the network until Run.
+func New(topo *graph.Topology, cfg Config) (*Engine, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:       cfg,
+		topo:      topo,
+		log:       cfg.Logger.With("app", cfg.AppID),
+		tasks:     make(map[partition.TaskID]*task),
+		byTP:      make(map[string]map[int32]*task),
+		clOffsets: make(map[string]map[int32]int64),
+	}
+	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
+	subs, err := resolveSubtopologies(topo, cfg.AppID)
+	if err != nil {
+		return nil, err
+	}
+	e.subs = subs
+	e.topicSub = make(map[string]*subtopology)
+	for _, s := range subs {
+		for _, tp := range s.topics {
+			if other, dup := e.topicSub[tp]; dup {
+				return nil, fmt.Errorf("%w: topic %q is read by sub-topologies %d and %d", ErrInvalidConfig, tp, other.id, s.id)
+			}
+			e.topicSub[tp] = s
+		}
+	}
+	return e, nil
+}
+
+// State returns the lifecycle state.
+func (e *Engine) State() State { return e.lc.get() }
+
+// Ready reports readiness (see lifecycle.ready).
+func (e *Engine) Ready() bool { return e.lc.ready() }
+
+// Alive reports liveness: not in the error state.
+func (e *Engine) Alive() bool { return e.lc.alive() }
+
+// Skipped is the number of records dropped by a Skip decision.
+func (e *Engine) Skipped() int64 { return e.skipped.Load() }
+
+// SetCrashOnClose makes shutdown abandon everything without committing or
+// leaving the group, as a crash would. For tests.
+func (e *Engine) SetCrashOnClose() { e.cfg.crashOnClose = true }
+
+// Run joins the group and processes until ctx is cancelled (clean shutdown,
+// nil error) or a fatal error occurs.
+func (e *Engine) Run(ctx context.Context) (err error) {
+	if !e.started.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	e.lc.set(Rebalancing)
+	defer func() {
+		if err != nil {
+			e.lc.set(Error)
+			e.log.Error("app stopped on error", "err", err)
+		} else {
+			e.lc.set(NotRunning)
+		}
+	}()
+	if err := e.openLocal(); err != nil {
+		return err
+	}
+	defer e.env.Close()
+
+	// Admin metadata must be fresh: topics the app just created must show.
+	e.adminCl, err = kgo.NewClient(e.clientOpts(kgo.MetadataMinAge(100 * time.Millisecond))...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	defer e.adminCl.Close()
+	e.adm = kadm.NewClient(e.adminCl)
+
+	if err := e.setupTopics(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	if err := e.openClients(); err != nil {
+		return err
+	}
+	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
+	var rwg sync.WaitGroup
+	rwg.Go(func() {
+		if err := e.restorer.Run(rctx); err != nil && rctx.Err() == nil {
+			e.log.Error("restorer stopped", "err", err)
+		}
+	})
+	defer func() {
+		rcancel()
+		rwg.Wait()
+		e.restoreCl.Close()
+	}()
+
+	loopErr := e.loop(ctx)
+	if e.cfg.crashOnClose {
+		e.crash()
+		return loopErr
+	}
+	e.lc.set(PendingShutdown)
+	return errors.Join(loopErr, e.shutdown(loopErr == nil))
+}
+
+// openLocal prepares the state directory and the instance id.
+func (e *Engine) openLocal() error {
+	e.env = state.NewEnv(state.EnvOptions{CacheBytes: e.cfg.StateCacheBytes, Logger: e.log})
+	if e.cfg.InMemoryState && e.cfg.StateDir == "" {
+		if e.cfg.InstanceID == "" {
+			e.cfg.InstanceID = e.cfg.AppID + "-" + randomID()
+		}
+		return nil
+	}
+	dir := e.appDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if e.cfg.InstanceID == "" {
+		idFile := filepath.Join(dir, "instance-id")
+		b, err := os.ReadFile(idFile)
+		switch {
+		case err == nil && len(strings.TrimSpace(string(b))) > 0:
+			e.cfg.InstanceID = strings.TrimSpace(string(b))
+		case err == nil || errors.Is(err, os.ErrNotExist):
+			e.cfg.InstanceID = e.cfg.AppID + "-" + randomID()
+			if err := os.WriteFile(idFile, []byte(e.cfg.InstanceID+"\n"), 0o600); err != nil {
+				return fmt.Errorf("state dir: write instance id: %w", err)
+			}
+		default:
+			return fmt.Errorf("state dir: read instance id: %w", err)
+		}
+	}
+	return nil
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (e *Engine) appDir() string { return filepath.Join(e.cfg.StateDir, e.cfg.AppID) }
+
+func (e *Engine) taskDir(id partition.TaskID) string { return filepath.Join(e.appDir(), id.String()) }
+
+// InstanceID is the stable id used for static membership.
+func (e *Engine) InstanceID() string { return e.cfg.InstanceID }
+
+func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(e.cfg.Brokers...),
+		kgo.WithLogger(kgoLogger{e.log}),
+		// Outages are retried forever with capped backoff; see doc.go.
+		kgo.RetryBackoffFn(backoff),
+		kgo.RequestRetries(1 << 30),
+		kgo.RetryTimeout(0),
+	}
+	opts = append(opts, e.cfg.ClientOpts...)
+	return append(opts, extra...)
+}
+
+func backoff(tries int) time.Duration {
+	d := 100 * time.Millisecond << min(tries, 5)
+	return min(d, 2*time.Second)
+}
+
+func (e *Engine) openClients() error {
+	var topics []string
+	for _, s := range e.subs {
+		topics = append(topics, s.topics...)
+	}
+	subTopics := make([][]string, len(e.subs))
+	for i, s := range e.subs {
+		subTopics[i] = s.topics
+	}
+	e.balancer = partition.NewBalancer(partition.BalancerConfig{Subtopologies: subTopics})
+	var err error
+	e.consumer, err = kgo.NewClient(e.clientOpts(
+		kgo.ConsumerGroup(e.cfg.AppID),
+		kgo.ConsumeTopics(topics...),
+		kgo.Balancers(e.balancer),
+		kgo.InstanceID(e.cfg.InstanceID),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// A fetch in flight must return before resumed partitions (a task
+		// done restoring) are fetched; franz-go's 5 s default would stall them.
+		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.SessionTimeout(e.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(e.cfg.RebalanceTimeout),
+		kgo.HeartbeatInterval(e.cfg.HeartbeatInterval),
+		kgo.OnPartitionsAssigned(e.onAssigned),
+		kgo.OnPartitionsRevoked(e.onRevoked),
+		kgo.OnPartitionsLost(e.onLost),
+	)...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e.producer, err = kgo.NewClient(e.clientOpts(
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(e.cfg.ProducerLinger),
+		kgo.MaxBufferedRecords(1<<20),
+		kgo.RecordRetries(1<<30),
+		kgo.ProducerBatchMaxBytes(1<<20),
+	)...)
+	if err != nil {
+		e.consumer.Close()
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e.restoreCl, err = kgo.NewClient(e.clientOpts(
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(16<<20),
+	)...)
+	if err != nil {
+		e.consumer.Close()
+		e.producer.Close()
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e.restorer = changelog.NewRestorer(e.restoreCl, e.adm, changelog.RestorerOptions{
+		Logger: e.log,
+		Now:    e.cfg.Now,
+	})
+	return nil
+}
+
+// sendPromise records the first hard produce failure; franz-go retries
+// transient ones itself.
+func (e *Engine) sendPromise(r *kgo.Record, err error) {
+	if err == nil {
+		return
+	}
+	e.prodMu.Lock()
+	if e.prodErr == nil {
+		e.prodErr = fmt.Errorf("%w: topic %s partition %d: %w", ErrProduce, r.Topic, r.Partition, err)
+	}
+	e.prodMu.Unlock()
+}
+
+func (e *Engine) changelogPromise(r *kgo.Record, err error) {
+	e.prodMu.Lock()
+	defer e.prodMu.Unlock()
+	if err != nil {
+		if e.prodErr == nil {
+			e.prodErr = fmt.Errorf("%w: changelog %s partition %d: %w", ErrProduce, r.Topic, r.Partition, err)
+		}
+		return
+	}
+	m := e.clOffsets[r.Topic]
+	if m == nil {
+		m = make(map[int32]int64)
+		e.clOffsets[r.Topic] = m
+	}
+	if r.Offset+1 > m[r.Partition] {
+		m[r.Partition] = r.Offset + 1
+	}
+}
+
+// handleRecordError applies the configured policy to a failed record.
+func (e *Engine) handleRecordError(t *task, kind ErrorKind, r *kgo.Record, err error) error {
+	action := Fail
+	if e.cfg.OnError != nil {
+		action = e.cfg.OnError(kind, r, err)
+	}
+	if action == Skip {
+		e.skipped.Add(1)
+		t.log.Warn("skipping record", "kind", kind.String(), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		return nil
+	}
+	return fmt.Errorf("task %s: %s error at %s/%d offset %d: %w", t.name, kind, r.Topic, r.Partition, r.Offset, err)
+}
+
+// isRetriable reports whether err is a transient broker or network failure
+// (an outage), as opposed to a configuration or authorization failure.
+func isRetriable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Retriable || errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.CoordinatorNotAvailable)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.SaslAuthenticationFailed) {
+		return false
+	}
+	return kgo.IsRetryableBrokerErr(err) || isNetErr(err)
+}
+
+func isNetErr(err error) bool {
+	s := err.Error()
+	for _, m := range []string{"connection refused", "connection reset", "broken pipe", "i/o timeout", "EOF", "unable to dial", "no such host", "unable to open connection"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// leaveGroup sends an explicit LeaveGroup for this static member; franz-go
+// does not, so without it partitions would wait out the session timeout.
+func (e *Engine) leaveGroup(ctx context.Context, memberID string) {
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = e.cfg.AppID
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.MemberID = memberID
+	id := e.cfg.InstanceID
+	m.InstanceID = &id
+	reason := "choreo: clean shutdown"
+	m.Reason = &reason
+	req.Members = append(req.Members, m)
+	resp, err := req.RequestWith(ctx, e.adminCl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+		for _, mr := range resp.Members {
+			if err == nil {
+				err = kerr.ErrorForCode(mr.ErrorCode)
+			}
+		}
+	}
+	if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+		e.log.Warn("leave group", "err", err)
+		return
+	}
+	e.log.Info("left the group", "instance_id", id)
+}
+
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelDebug
+	}
+	return kgo.LogLevelWarn
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		lvl = slog.LevelError
+	case kgo.LogLevelWarn:
+		lvl = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		lvl = slog.LevelDebug // franz-go is chatty at info; keep our info log for our events
+	}
+	k.l.Log(context.Background(), lvl, "kafka: "+msg, keyvals...)
+}

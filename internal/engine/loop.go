@@ -1,0 +1,228 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/partition"
+)
+
+// processBudget bounds how many records one task processes before the loop
+// moves to the next, so tasks share the loop fairly.
+const processBudget = 500
+
+// loop polls, processes and commits until ctx is cancelled or a fatal error.
+func (e *Engine) loop(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		timeout := e.pollTimeout()
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		e.wake.Store(&cancel)
+		fetches := e.consumer.PollRecords(pctx, e.cfg.MaxPollRecords)
+		e.wake.Store(nil)
+		cancel()
+
+		e.mu.Lock()
+		err := e.iterate(ctx, fetches)
+		e.consumer.AllowRebalance()
+		e.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// wakeLoop interrupts a blocked poll (a restore finished).
+func (e *Engine) wakeLoop() {
+	if c := e.wake.Load(); c != nil {
+		(*c)()
+	}
+}
+
+func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
+	if e.fatal != nil {
+		return e.fatal
+	}
+	if err := e.fetchErrors(fetches); err != nil {
+		return err
+	}
+	if err := e.activateRestored(); err != nil {
+		return err
+	}
+	e.distribute(fetches)
+	now := e.cfg.Now()
+	for {
+		total := 0
+		for _, t := range e.tasks {
+			if t.phase != phaseActive {
+				continue
+			}
+			n, err := t.process(processBudget, now)
+			if err != nil {
+				return err
+			}
+			total += n
+		}
+		if total == 0 {
+			break
+		}
+		if e.commitNeeded() {
+			if err := e.commit(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range e.tasks {
+		if t.phase == phaseActive {
+			if err := t.punctuateWall(now); err != nil {
+				return err
+			}
+		}
+	}
+	if now.Sub(e.lastCommit) >= e.cfg.CommitInterval || e.commitNeeded() {
+		if err := e.commit(ctx); err != nil {
+			return err
+		}
+	}
+	e.updateState()
+	e.cleanStateDirs(now)
+	return nil
+}
+
+func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
+	var firstFatal error
+	fetches.EachError(func(topic string, p int32, err error) {
+		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, kgo.ErrClientClosed):
+			firstFatal = err
+		case isRetriable(err):
+			e.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
+		default:
+			e.log.Error("fetch failed", "topic", topic, "partition", p, "err", err)
+			if firstFatal == nil {
+				firstFatal = fmt.Errorf("fetch %s/%d: %w", topic, p, err)
+			}
+		}
+	})
+	return firstFatal
+}
+
+// distribute appends fetched records to their tasks' partition queues.
+func (e *Engine) distribute(fetches kgo.Fetches) {
+	got := false
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if p.Err != nil {
+			return
+		}
+		got = true
+		t := e.byTP[p.Topic][p.Partition]
+		if t == nil || t.phase == phaseClosed {
+			return // revoked meanwhile: the new owner reads it from the committed offset
+		}
+		q := t.byTopic[p.Topic]
+		if q == nil {
+			return
+		}
+		q.lso = p.LastStableOffset
+		if q.lso < 0 {
+			q.lso = p.HighWatermark
+		}
+		q.recs = append(q.recs, p.Records...)
+	})
+	if got {
+		e.lc.brokerOK()
+	}
+}
+
+func (e *Engine) commitNeeded() bool {
+	recs, bytes := 0, 0
+	for _, t := range e.tasks {
+		if t.phase == phaseActive {
+			recs += t.batch.Len()
+			bytes += t.batch.Bytes()
+		}
+	}
+	return recs >= e.cfg.CommitMaxRecords || bytes >= e.cfg.CommitMaxBytes
+}
+
+// pollTimeout is how long the next poll may block.
+func (e *Engine) pollTimeout() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := e.cfg.Now()
+	d := e.cfg.CommitInterval - now.Sub(e.lastCommit)
+	for _, t := range e.tasks {
+		if t.phase != phaseActive {
+			continue
+		}
+		if !t.blockedSince.IsZero() {
+			d = min(d, e.cfg.MaxTaskIdle-now.Sub(t.blockedSince), 10*time.Millisecond)
+		}
+		if at, ok := t.nextWallPunctuation(); ok {
+			d = min(d, at.Sub(now))
+		}
+	}
+	e.restoreMu.Lock()
+	if len(e.restored) > 0 {
+		d = 0
+	}
+	e.restoreMu.Unlock()
+	return max(min(d, time.Second), time.Millisecond)
+}
+
+func (e *Engine) updateState() {
+	if len(e.tasks) == 0 {
+		return
+	}
+	for _, t := range e.tasks {
+		if t.phase == phaseRestoring {
+			e.lc.set(Rebalancing)
+			return
+		}
+	}
+	e.lc.set(Running)
+}
+
+// cleanStateDirs removes the directories of tasks this instance has not
+// owned for StateCleanupDelay.
+func (e *Engine) cleanStateDirs(now time.Time) {
+	if e.cfg.InMemoryState || now.Sub(e.lastClean) < time.Minute {
+		return
+	}
+	e.lastClean = now
+	entries, err := os.ReadDir(e.appDir())
+	if err != nil {
+		return
+	}
+	for _, ent := range entries {
+		if !ent.IsDir() {
+			continue
+		}
+		id, err := partition.ParseTaskID(ent.Name())
+		if err != nil {
+			continue
+		}
+		if _, owned := e.tasks[id]; owned {
+			continue
+		}
+		info, err := ent.Info()
+		if err != nil || now.Sub(info.ModTime()) < e.cfg.StateCleanupDelay {
+			continue
+		}
+		dir := filepath.Join(e.appDir(), ent.Name())
+		if err := os.RemoveAll(dir); err != nil {
+			e.log.Warn("removing state of an unowned task", "task", ent.Name(), "err", err)
+			continue
+		}
+		e.log.Info("removed state of an unowned task", "task", ent.Name())
+	}
+}

@@ -1,0 +1,261 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/changelog"
+	"github.com/choreo-go/choreo/partition"
+	"github.com/choreo-go/choreo/state"
+)
+
+// tasksOf groups assigned topic partitions into tasks.
+func (e *Engine) tasksOf(parts map[string][]int32) []partition.TaskID {
+	seen := make(map[partition.TaskID]bool)
+	var ids []partition.TaskID
+	for topic, ps := range parts {
+		s := e.topicSub[topic]
+		if s == nil {
+			continue
+		}
+		for _, p := range ps {
+			id := partition.TaskID{Subtopology: s.id, Partition: p}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	slices.SortFunc(ids, partition.Compare)
+	return ids
+}
+
+// onAssigned opens the new tasks and starts restoring them; their input
+// partitions stay paused until the restore completes.
+func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.lc.brokerOK()
+	pause := make(map[string][]int32)
+	for _, id := range e.tasksOf(assigned) {
+		if _, ok := e.tasks[id]; ok {
+			continue
+		}
+		t, err := e.openTask(id)
+		if err != nil {
+			e.setFatal(err)
+			return
+		}
+		e.tasks[id] = t
+		for _, q := range t.queues {
+			if e.byTP[q.topic] == nil {
+				e.byTP[q.topic] = make(map[int32]*task)
+			}
+			e.byTP[q.topic][q.partition] = t
+			pause[q.topic] = append(pause[q.topic], q.partition)
+		}
+		e.startRestore(t)
+	}
+	if len(pause) > 0 {
+		e.consumer.PauseFetchPartitions(pause)
+	}
+	e.lc.set(Rebalancing)
+}
+
+func (e *Engine) openTask(id partition.TaskID) (*task, error) {
+	s := e.subs[id.Subtopology]
+	t := &task{
+		e:          e,
+		id:         id,
+		name:       id.String(),
+		sub:        s,
+		phase:      phaseRestoring,
+		stores:     make(map[string]*storeHandle),
+		byTopic:    make(map[string]*partQueue),
+		streamTime: -1,
+		log:        e.log.With("task", id.String()),
+	}
+	for _, topic := range s.topics {
+		if id.Partition >= e.partitions[topic] {
+			continue // a topic of the sub-topology with fewer partitions
+		}
+		q := &partQueue{topic: topic, partition: id.Partition, next: -1, lso: -1, leaderEpoch: -1}
+		t.queues = append(t.queues, q)
+		t.byTopic[topic] = q
+	}
+	var err error
+	if e.cfg.InMemoryState {
+		t.db = state.NewMemory()
+	} else {
+		dir := e.taskDir(id)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("task %s: state dir: %w", id, err)
+		}
+		t.db, err = e.env.Open(dir)
+		if err != nil {
+			return nil, fmt.Errorf("task %s: open store: %w", id, err)
+		}
+	}
+	t.batch = state.NewBatch(t.db)
+	for _, name := range s.stores {
+		t.stores[name] = &storeHandle{t: t, name: name}
+	}
+	return t, nil
+}
+
+func (e *Engine) startRestore(t *task) {
+	var stores []changelog.StoreChangelog
+	for _, name := range t.sub.stores {
+		if topic, ok := e.changelogs[name]; ok {
+			stores = append(stores, changelog.StoreChangelog{Store: name, Topic: topic, Partition: t.id.Partition})
+		}
+	}
+	id := t.id
+	e.restorer.Add(changelog.Request{
+		Task:   t.name,
+		DB:     t.db,
+		Stores: stores,
+		Done: func(res changelog.Result) {
+			e.restoreMu.Lock()
+			e.restored = append(e.restored, restoreDone{id: id, err: res.Err})
+			e.restoreMu.Unlock()
+			e.wakeLoop()
+		},
+	})
+}
+
+// activateRestored turns restored tasks into active ones: instantiate the
+// processors, position the input, resume fetching.
+func (e *Engine) activateRestored() error {
+	e.restoreMu.Lock()
+	done := e.restored
+	e.restored = nil
+	e.restoreMu.Unlock()
+	if len(done) == 0 {
+		return nil
+	}
+	resume := make(map[string][]int32)
+	setOffsets := make(map[string]map[int32]kgo.EpochOffset)
+	committed := e.consumer.CommittedOffsets()
+	for _, d := range done {
+		t := e.tasks[d.id]
+		if t == nil || t.phase != phaseRestoring {
+			continue // revoked while restoring
+		}
+		if d.err != nil {
+			return fmt.Errorf("task %s: restore: %w", t.name, d.err)
+		}
+		cp, _, err := t.db.Checkpoint()
+		if err != nil {
+			return fmt.Errorf("task %s: read checkpoint: %w", t.name, err)
+		}
+		t.cp = cp
+		if err := t.instantiate(); err != nil {
+			return err
+		}
+		for _, q := range t.queues {
+			// The store may be ahead of the group's committed offset
+			// (a crash after the store commit, before the offset
+			// commit): resume from the store's position so nothing is
+			// applied twice.
+			start := int64(-1)
+			if c, ok := committed[q.topic][q.partition]; ok {
+				start = c.Offset
+			}
+			if off, ok := cp.Inputs[inputKey(q.topic, q.partition)]; ok && off > start {
+				if setOffsets[q.topic] == nil {
+					setOffsets[q.topic] = make(map[int32]kgo.EpochOffset)
+				}
+				setOffsets[q.topic][q.partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
+				t.log.Info("resuming from the local checkpoint, ahead of the committed offset", "topic", q.topic, "partition", q.partition, "checkpoint", off, "committed", start)
+				start = off
+				// Records fetched from the older position are skipped.
+				q.recs = q.recs[:0]
+				q.head = 0
+			}
+			q.next = start
+			resume[q.topic] = append(resume[q.topic], q.partition)
+		}
+		t.phase = phaseActive
+		t.log.Info("task running")
+	}
+	if len(setOffsets) > 0 {
+		e.consumer.SetOffsets(setOffsets)
+	}
+	if len(resume) > 0 {
+		e.consumer.ResumeFetchPartitions(resume)
+	}
+	return nil
+}
+
+// onRevoked commits the work of every task (so the new owners start exactly
+// where this instance stopped), then closes the revoked ones.
+func (e *Engine) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(revoked) == 0 || e.crashing {
+		return
+	}
+	e.lc.set(Rebalancing)
+	if e.fatal == nil {
+		if err := e.commit(ctx); err != nil {
+			e.log.Error("commit on revocation failed", "err", err)
+			e.setFatal(err)
+		}
+	}
+	for _, id := range e.tasksOf(revoked) {
+		e.closeTask(id, true)
+	}
+}
+
+// onLost drops the lost tasks' uncommitted work: another member owns them now.
+func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.crashing {
+		return
+	}
+	e.lc.set(Rebalancing)
+	for _, id := range e.tasksOf(lost) {
+		e.log.Warn("partitions lost; dropping uncommitted work", "task", id.String())
+		e.closeTask(id, false)
+	}
+}
+
+// closeTask stops a task. Uncommitted writes are dropped; the caller commits first when it should.
+func (e *Engine) closeTask(id partition.TaskID, clean bool) {
+	t := e.tasks[id]
+	if t == nil {
+		return
+	}
+	if t.phase == phaseRestoring {
+		<-e.restorer.Remove(t.name)
+	}
+	t.phase = phaseClosed
+	t.closeInstances()
+	t.batch.Discard()
+	if err := t.db.Close(); err != nil {
+		t.log.Warn("closing store", "err", err)
+	}
+	if !e.cfg.InMemoryState {
+		now := time.Now()
+		_ = os.Chtimes(e.taskDir(id), now, now) // the cleanup delay counts from here
+	}
+	delete(e.tasks, id)
+	for _, q := range t.queues {
+		delete(e.byTP[q.topic], q.partition)
+	}
+	t.log.Info("task closed", "clean", clean)
+}
+
+func (e *Engine) setFatal(err error) {
+	if e.fatal == nil {
+		e.fatal = err
+	}
+	e.wakeLoop()
+}

@@ -1,0 +1,303 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/choreo-go/choreo/changelog"
+	"github.com/choreo-go/choreo/internal/graph"
+	"github.com/choreo-go/choreo/partition"
+)
+
+// subtopology is a compiled sub-topology with its topic names resolved for
+// this app id.
+type subtopology struct {
+	id      int
+	nodes   []*graph.Node // parents before children
+	sources []sourceRef
+	topics  []string // real names, sorted
+	stores  []string
+	// internal marks repartition topics among topics.
+	internal map[string]bool
+}
+
+type sourceRef struct {
+	node   *graph.Node
+	topics map[string]bool
+}
+
+func topicName(appID string, internal bool, name string) string {
+	if internal {
+		return graph.Repartition(appID, name)
+	}
+	return name
+}
+
+func resolveSubtopologies(topo *graph.Topology, appID string) ([]*subtopology, error) {
+	var subs []*subtopology
+	for i, st := range topo.Subtopologies {
+		if st.ID != i {
+			return nil, fmt.Errorf("engine: sub-topology ids must be dense, got %d at %d", st.ID, i)
+		}
+		s := &subtopology{id: st.ID, nodes: st.Nodes, stores: slices.Clone(st.Stores), internal: make(map[string]bool)}
+		for _, src := range st.Sources {
+			ref := sourceRef{node: src, topics: make(map[string]bool)}
+			for _, tp := range src.Topics {
+				name := topicName(appID, src.InternalTopic, tp)
+				ref.topics[name] = true
+				s.topics = append(s.topics, name)
+				if src.InternalTopic {
+					s.internal[name] = true
+				}
+			}
+			s.sources = append(s.sources, ref)
+		}
+		sort.Strings(s.topics)
+		s.topics = slices.Compact(s.topics)
+		sort.Strings(s.stores)
+		subs = append(subs, s)
+	}
+	return subs, nil
+}
+
+// setupTopics waits for the brokers, checks the user's topics, derives
+// repartition partition counts, checks co-partitioning and creates the
+// internal topics. Unreachable brokers are an outage: it retries and logs
+// until ctx ends. A missing topic or a partition mismatch is a fatal error.
+func (e *Engine) setupTopics(ctx context.Context) error {
+	g := e.topo.Graph
+	external := map[string]bool{}
+	sinks := map[string]bool{}
+	for _, n := range g.Nodes {
+		switch {
+		case n.Kind == graph.KindSource && !n.InternalTopic:
+			for _, t := range n.Topics {
+				external[t] = true
+			}
+		case n.Kind == graph.KindSink && !n.InternalTopic:
+			sinks[n.Topic] = true
+		}
+	}
+	var names []string
+	for t := range external {
+		names = append(names, t)
+	}
+	for t := range sinks {
+		if !external[t] {
+			names = append(names, t)
+		}
+	}
+	sort.Strings(names)
+
+	var details map[string]changelog.TopicInfo
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		var err error
+		details, err = changelog.DescribeTopics(actx, e.adm, names...)
+		cancel()
+		if err == nil || (errors.Is(err, kerr.UnknownTopicOrPartition) && details != nil) {
+			// Missing topics are reported below, by name.
+			e.lc.brokerOK()
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !isRetriable(err) {
+			return fmt.Errorf("reading topic metadata: %w", err)
+		}
+		e.log.Warn("waiting for brokers", "attempt", attempt+1, "brokers", strings.Join(e.cfg.Brokers, ","), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff(attempt)):
+		}
+	}
+	var missing []string
+	e.partitions = make(map[string]int32)
+	for _, n := range names {
+		d, ok := details[n]
+		if !ok || d.Partitions == 0 {
+			missing = append(missing, n)
+			continue
+		}
+		e.partitions[n] = d.Partitions
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s (create them before starting the app)", ErrMissingTopic, strings.Join(missing, ", "))
+	}
+
+	if err := e.derivePartitions(); err != nil {
+		return err
+	}
+
+	// Co-partitioning: every group of joined sources must agree.
+	var groups [][]string
+	for _, grp := range e.topo.CopartitionGroups {
+		var names []string
+		for _, ct := range grp {
+			names = append(names, topicName(e.cfg.AppID, ct.Internal, ct.Name))
+		}
+		groups = append(groups, names)
+	}
+	if err := partition.CheckCopartitioned(groups, e.partitions); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+
+	// Internal topics.
+	var specs []changelog.TopicSpec
+	cfgs := func(extra map[string]string) map[string]*string {
+		out := make(map[string]*string)
+		for k, v := range e.cfg.InternalTopicConfigs {
+			out[k] = &v
+		}
+		for k, v := range extra {
+			out[k] = &v
+		}
+		return out
+	}
+	for _, topic := range e.repartTops {
+		specs = append(specs, changelog.TopicSpec{
+			Name: topic, Partitions: e.partitions[topic], ReplicationFactor: e.cfg.ReplicationFactor,
+			// Purged after each commit, so records need no retention limit.
+			Configs: cfgs(map[string]string{"cleanup.policy": "delete", "retention.ms": "-1"}),
+		})
+	}
+	e.changelogs = make(map[string]string)
+	for _, s := range e.subs {
+		np := int32(0)
+		for _, t := range s.topics {
+			np = max(np, e.partitions[t])
+		}
+		for _, name := range s.stores {
+			spec := g.Stores[name]
+			if spec == nil || !spec.Logged {
+				continue
+			}
+			topic := graph.Changelog(e.cfg.AppID, name)
+			e.changelogs[name] = topic
+			e.partitions[topic] = np
+			specs = append(specs, changelog.TopicSpec{
+				Name: topic, Partitions: np, ReplicationFactor: e.cfg.ReplicationFactor, Compacted: true,
+				Configs: cfgs(map[string]string{"cleanup.policy": "compact"}),
+			})
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		err := changelog.EnsureTopics(ctx, e.adm, specs)
+		if err == nil {
+			break
+		}
+		if !isRetriable(err) || ctx.Err() != nil {
+			return fmt.Errorf("creating internal topics: %w", err)
+		}
+		e.log.Warn("waiting for brokers to create internal topics", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff(attempt)):
+		}
+	}
+	var clTopics []string
+	for _, t := range e.changelogs {
+		clTopics = append(clTopics, t)
+	}
+	if len(clTopics) > 0 {
+		// A topic just created may take a moment to show in metadata.
+		for attempt := 0; ; attempt++ {
+			ids, err := changelog.TopicIDs(ctx, e.adm, clTopics...)
+			if err == nil {
+				e.topicIDs = ids
+				break
+			}
+			if (!isRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition)) || ctx.Err() != nil {
+				return fmt.Errorf("reading changelog topic ids: %w", err)
+			}
+			e.log.Debug("waiting for changelog topic metadata", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff(attempt)):
+			}
+		}
+	}
+	e.log.Info("topics ready", "sources", len(external), "internal", len(specs))
+	return nil
+}
+
+// derivePartitions sets the partition count of every repartition topic:
+// explicit, else that of the external topics it is co-partitioned with (a
+// repartition feeding a join takes the table's count), else the largest
+// count among the sources of the sub-topology that writes it.
+func (e *Engine) derivePartitions() error {
+	writers := map[string]*subtopology{} // repartition topic → writing sub-topology
+	for _, s := range e.subs {
+		for _, n := range s.nodes {
+			if n.Kind == graph.KindSink && n.InternalTopic {
+				writers[graph.Repartition(e.cfg.AppID, n.Topic)] = s
+			}
+		}
+	}
+	e.repartTops = nil
+	for name, spec := range e.topo.Repartitions {
+		topic := graph.Repartition(e.cfg.AppID, name)
+		e.repartTops = append(e.repartTops, topic)
+		if spec.Partitions > 0 {
+			e.partitions[topic] = spec.Partitions
+		}
+	}
+	sort.Strings(e.repartTops)
+	// Iterate to a fixed point: repartitions can chain.
+	for range len(e.repartTops) + 1 {
+		changed := false
+		for _, topic := range e.repartTops {
+			if e.partitions[topic] > 0 {
+				continue
+			}
+			var n int32
+			for _, grp := range e.topo.CopartitionGroups {
+				in := false
+				for _, ct := range grp {
+					if topicName(e.cfg.AppID, ct.Internal, ct.Name) == topic {
+						in = true
+					}
+				}
+				if !in {
+					continue
+				}
+				for _, ct := range grp {
+					if p := e.partitions[topicName(e.cfg.AppID, ct.Internal, ct.Name)]; p > n {
+						n = p
+					}
+				}
+			}
+			if n == 0 {
+				if w := writers[topic]; w != nil {
+					for _, t := range w.topics {
+						n = max(n, e.partitions[t])
+					}
+				}
+			}
+			if n > 0 {
+				e.partitions[topic] = n
+				changed = true
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	for _, topic := range e.repartTops {
+		if e.partitions[topic] == 0 {
+			return fmt.Errorf("%w: cannot derive the partition count of %s; set it with WithPartitions", ErrInvalidConfig, topic)
+		}
+	}
+	return nil
+}

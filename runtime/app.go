@@ -1,0 +1,111 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/choreo-go/choreo/internal/apptest"
+	"github.com/choreo-go/choreo/internal/engine"
+)
+
+// Sentinel errors of the App.
+var (
+	// ErrInvalidConfig wraps every configuration error returned by New or Run.
+	ErrInvalidConfig = engine.ErrInvalidConfig
+	// ErrMissingTopic is returned by Run when a source or sink topic does not exist.
+	ErrMissingTopic = engine.ErrMissingTopic
+	// ErrPanic wraps a panic recovered from user code.
+	ErrPanic = engine.ErrPanic
+	// ErrAlreadyRunning is returned by a second Run.
+	ErrAlreadyRunning = engine.ErrAlreadyRunning
+)
+
+// App runs a topology as one instance of an application. Start as many
+// instances with the same ApplicationID as you like: the partitions (tasks)
+// and their state spread across them through the consumer group.
+type App struct {
+	topo *Topology
+	eng  *engine.Engine
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New builds the topology and validates cfg. It does not touch the network:
+// unreachable brokers are an outage that Run rides out, not an error here.
+func New(b *Builder, cfg Config) (*App, error) {
+	topo, err := b.Build()
+	if err != nil {
+		return nil, err
+	}
+	return NewWithTopology(topo, cfg)
+}
+
+// NewWithTopology is New for an already built topology.
+func NewWithTopology(topo *Topology, cfg Config) (*App, error) {
+	eng, err := engine.New(topo.Graph(), cfg.engineConfig())
+	if err != nil {
+		return nil, fmt.Errorf("choreo: %w", err)
+	}
+	return &App{topo: topo, eng: eng, done: make(chan struct{})}, nil
+}
+
+// Run joins the group and processes until ctx is cancelled or Close is
+// called, then commits, closes the stores and leaves the group, and returns
+// nil. It returns the cause when a fatal error stops the app (the state is
+// then Error). Broker outages are not fatal: Run keeps retrying.
+func (a *App) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.cancel != nil {
+		a.mu.Unlock()
+		return ErrAlreadyRunning
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	a.mu.Unlock()
+	defer close(a.done)
+	defer cancel()
+	err := a.eng.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Close stops a running app gracefully and waits for Run to return.
+func (a *App) Close() {
+	a.mu.Lock()
+	cancel := a.cancel
+	a.mu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel()
+	<-a.done
+}
+
+// State returns the lifecycle state.
+func (a *App) State() State { return a.eng.State() }
+
+// Ready reports whether the app is running (or rebalancing after its first
+// assignment) and reached a broker within the last few seconds.
+func (a *App) Ready() bool { return a.eng.Ready() }
+
+// Alive reports whether the app is not in the Error state.
+func (a *App) Alive() bool { return a.eng.Alive() }
+
+// InstanceID is the stable id of this instance (static group membership).
+func (a *App) InstanceID() string { return a.eng.InstanceID() }
+
+// SkippedRecords counts records dropped by a SkipOnError policy.
+func (a *App) SkippedRecords() int64 { return a.eng.Skipped() }
+
+// Topology returns the app's topology.
+func (a *App) Topology() *Topology { return a.topo }
+
+func init() {
+	apptest.CrashOnClose = func(app any) { app.(*App).eng.SetCrashOnClose() }
+}

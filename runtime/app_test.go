@@ -1,0 +1,343 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/internal/apptest"
+	"github.com/choreo-go/choreo/internal/testbroker"
+	"github.com/choreo-go/choreo/runtime"
+)
+
+// cluster is a kfake broker with helpers to produce and read topics.
+type cluster struct {
+	t      *testing.T
+	broker *testbroker.Broker
+	cl     *kgo.Client
+	adm    *kadm.Client
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	b, err := testbroker.Start(testbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addrs()...), kgo.ProducerLinger(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, broker: b, cl: cl, adm: kadm.NewClient(cl)}
+	t.Cleanup(func() {
+		cl.Close()
+		b.Close()
+	})
+	return c
+}
+
+func (c *cluster) createTopic(name string, partitions int32) {
+	c.t.Helper()
+	resp, err := c.adm.CreateTopic(context.Background(), partitions, 1, nil, name)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		c.t.Fatalf("create %s: %v", name, err)
+	}
+}
+
+func (c *cluster) produce(topic string, recs ...*kgo.Record) {
+	c.t.Helper()
+	for _, r := range recs {
+		r.Topic = topic
+	}
+	if err := c.cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		c.t.Fatalf("produce: %v", err)
+	}
+}
+
+// readAll reads every record of topic (read committed) up to its end offsets.
+func (c *cluster) readAll(topic string) []*kgo.Record {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ends, err := c.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker.Addrs()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []*kgo.Record
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			c.t.Fatalf("reading %s: %v (still waiting for %v)", topic, ctx.Err(), want)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out
+}
+
+// latestInt64 returns the latest int64 value per key of topic.
+func (c *cluster) latestInt64(topic string) map[string]int64 {
+	out := map[string]int64{}
+	for _, r := range c.readAll(topic) {
+		v, err := runtime.Int64().Deserialize(r.Value)
+		if err != nil {
+			c.t.Fatalf("bad value in %s: %v", topic, err)
+		}
+		out[string(r.Key)] = v
+	}
+	return out
+}
+
+func countTopology() *runtime.Builder {
+	b := runtime.NewBuilder()
+	runtime.Count(runtime.StreamOf(b, "in", runtime.String(), runtime.String()).GroupByKey(), runtime.Named("counts")).
+		ToStream().To("out")
+	return b
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("CHOREO_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (c *cluster) config(stateDir, instance string) runtime.Config {
+	return runtime.Config{
+		Brokers:        c.broker.Addrs(),
+		ApplicationID:  "count-app",
+		InstanceID:     instance,
+		StateDir:       stateDir,
+		CommitInterval: 100 * time.Millisecond,
+		SessionTimeout: 2 * time.Second,
+		Logger:         testLogger(c.t),
+	}
+}
+
+// running starts app.Run in the background and returns a func that stops it
+// and returns Run's error.
+func running(t *testing.T, app *runtime.App) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- app.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-errc:
+			case <-time.After(30 * time.Second):
+				err = errors.New("Run did not return within 30s of cancel")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	last := ""
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		last = state
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last: %s", d, what, last)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, not a wait for a condition
+	}
+}
+
+func produceCounts(c *cluster, from, n, keys int) map[string]int64 {
+	want := map[string]int64{}
+	var recs []*kgo.Record
+	for i := from; i < from+n; i++ {
+		k := "k" + strconv.Itoa(i%keys)
+		want[k]++
+		recs = append(recs, &kgo.Record{Key: []byte(k), Value: []byte(strconv.Itoa(i))})
+	}
+	c.produce("in", recs...)
+	return want
+}
+
+func equalCounts(c *cluster, want map[string]int64) func() (bool, string) {
+	return func() (bool, string) {
+		got := c.latestInt64("out")
+		for k, v := range want {
+			if got[k] != v {
+				return false, fmt.Sprintf("key %s: got %d want %d (%d keys seen)", k, got[k], v, len(got))
+			}
+		}
+		return len(got) == len(want), fmt.Sprintf("%d keys, want %d", len(got), len(want))
+	}
+}
+
+func TestAppCountEndToEnd(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 5000, 50)
+
+	dir := t.TempDir()
+	var states []runtime.State
+	var mu sync.Mutex
+	cfg := c.config(dir, "i1")
+	cfg.StateListener = func(_, to runtime.State) {
+		mu.Lock()
+		states = append(states, to)
+		mu.Unlock()
+	}
+	app, err := runtime.New(countTopology(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	eventually(t, 30*time.Second, "counts", equalCounts(c, want))
+	if !app.Ready() {
+		t.Errorf("app not ready while running (state %v)", app.State())
+	}
+	// More input while running.
+	more := produceCounts(c, 5000, 1000, 50)
+	for k, v := range more {
+		want[k] += v
+	}
+	eventually(t, 30*time.Second, "counts after more input", equalCounts(c, want))
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := app.State(); s != runtime.NotRunning {
+		t.Fatalf("state after close = %v, want NOT_RUNNING", s)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(states) < 3 || states[0] != runtime.Rebalancing || states[len(states)-1] != runtime.NotRunning {
+		t.Fatalf("state transitions = %v", states)
+	}
+	// Changelog holds the final counts.
+	// Changelog holds the final counts (store values: 8-byte timestamp + value).
+	cl := map[string]int64{}
+	for _, r := range c.readAll("count-app-counts-changelog") {
+		v, err := runtime.Int64().Deserialize(r.Value[8:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl[string(r.Key)] = v
+	}
+	for k, v := range want {
+		if cl[k] != v {
+			t.Fatalf("changelog %s = %d, want %d", k, cl[k], v)
+		}
+	}
+	// Clean close left the group.
+	info := c.broker.Cluster().GroupInfo("count-app")
+	if info != nil && len(info.Members) != 0 {
+		t.Fatalf("group still has %d members after Close", len(info.Members))
+	}
+}
+
+func TestAppRestartWarmAndCold(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 3000, 30)
+	dir := t.TempDir()
+
+	run := func(dir string, crash bool, want map[string]int64) {
+		t.Helper()
+		app, err := runtime.New(countTopology(), c.config(dir, "i1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if crash {
+			apptest.CrashOnClose(app)
+		}
+		stop := running(t, app)
+		eventually(t, 30*time.Second, "counts", equalCounts(c, want))
+		if err := stop(); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	}
+	run(dir, false, want)
+	// Warm restart: counts continue from the local store.
+	for k, v := range produceCounts(c, 3000, 600, 30) {
+		want[k] += v
+	}
+	run(dir, false, want)
+	// Cold restart with an empty state dir: full restore from the changelog.
+	for k, v := range produceCounts(c, 3600, 600, 30) {
+		want[k] += v
+	}
+	run(t.TempDir(), false, want)
+}
+
+func TestAppInvalidConfig(t *testing.T) {
+	b := countTopology()
+	for name, cfg := range map[string]runtime.Config{
+		"no app id":     {Brokers: []string{"x:1"}, StateDir: "d"},
+		"bad app id":    {Brokers: []string{"x:1"}, StateDir: "d", ApplicationID: "a b"},
+		"no brokers":    {ApplicationID: "a", StateDir: "d"},
+		"no state dir":  {ApplicationID: "a", Brokers: []string{"x:1"}},
+		"neg interval":  {ApplicationID: "a", Brokers: []string{"x:1"}, StateDir: "d", CommitInterval: -1},
+		"heartbeat big": {ApplicationID: "a", Brokers: []string{"x:1"}, StateDir: "d", SessionTimeout: time.Second, HeartbeatInterval: 2 * time.Second},
+	} {
+		if _, err := runtime.New(b, cfg); !errors.Is(err, runtime.ErrInvalidConfig) {
+			t.Errorf("%s: err = %v, want ErrInvalidConfig", name, err)
+		}
+	}
+}
+
+func TestAppMissingTopic(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("out", 4)
+	app, err := runtime.New(countTopology(), c.config(t.TempDir(), "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = app.Run(ctx)
+	if !errors.Is(err, runtime.ErrMissingTopic) {
+		t.Fatalf("Run = %v, want ErrMissingTopic", err)
+	}
+	if app.State() != runtime.Error || app.Alive() {
+		t.Fatalf("state %v alive %v, want ERROR and not alive", app.State(), app.Alive())
+	}
+}

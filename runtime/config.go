@@ -1,0 +1,155 @@
+package runtime
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/internal/engine"
+)
+
+// ErrorPolicy says what happens to an input record whose processing failed.
+type ErrorPolicy int
+
+const (
+	// FailOnError stops the app: it moves to the Error state and Run returns the cause.
+	FailOnError ErrorPolicy = iota
+	// SkipOnError drops the record (its store writes and outputs are rolled
+	// back), logs it at warn level and counts it; processing continues.
+	SkipOnError
+)
+
+// Config configures an App. The zero value of every optional field selects
+// the documented default.
+type Config struct {
+	// Brokers are the seed brokers (host:port). Required.
+	Brokers []string
+	// ApplicationID is the consumer group id and the prefix of every
+	// internal topic (<id>-<store>-changelog, <id>-<name>-repartition).
+	// Required; letters, digits, '.', '_' and '-'.
+	ApplicationID string
+	// InstanceID identifies this instance across restarts (e.g. the pod
+	// name). It is the static group member id, so a restarted instance gets
+	// its partitions and warm state back without a rebalance. Default: an
+	// id generated once and kept in StateDir/<ApplicationID>/instance-id.
+	InstanceID string
+	// StateDir holds the local stores, one Pebble database per task, under
+	// StateDir/<ApplicationID>/<task>. Required unless InMemoryState.
+	StateDir string
+	// InMemoryState keeps stores in memory; they are restored from their
+	// changelogs on every start.
+	InMemoryState bool
+
+	// CommitInterval is how often processed work is committed: produced
+	// records flushed, stores written with their checkpoint, input offsets
+	// committed. Default 1 s.
+	CommitInterval time.Duration
+	// CommitMaxRecords commits early once the pending store writes of all
+	// tasks reach this many distinct keys. Default 200,000.
+	CommitMaxRecords int
+	// CommitMaxBytes commits early once the pending store writes reach this
+	// many bytes. Default 64 MiB.
+	CommitMaxBytes int
+	// MaxTaskIdle is how long a task with several input partitions waits
+	// for an empty partition that may still deliver an earlier record
+	// before processing the others (Kafka Streams' max.task.idle.ms). A
+	// partition known to be caught up (fetched up to its end) is never
+	// waited for. Default 0: wait only while a fetch is known to be due.
+	MaxTaskIdle time.Duration
+	// MaxPollRecords bounds the records taken per poll. Default 10,000.
+	MaxPollRecords int
+
+	// SessionTimeout is the group session timeout: how long the group waits
+	// for a crashed instance (static membership keeps its partitions that
+	// long). Default 10 s.
+	SessionTimeout time.Duration
+	// HeartbeatInterval defaults to min(3 s, SessionTimeout/3).
+	HeartbeatInterval time.Duration
+	// RebalanceTimeout bounds a rebalance. Default 60 s.
+	RebalanceTimeout time.Duration
+	// ProducerLinger batches produced records for this long. Default 5 ms.
+	ProducerLinger time.Duration
+	// KeepPartitionsOnClose makes Close skip leaving the group, so an
+	// instance restarted within SessionTimeout gets its partitions back
+	// with no rebalance. Default false: Close leaves and partitions move
+	// at once.
+	KeepPartitionsOnClose bool
+
+	// StateCacheBytes is the block cache shared by all stores. Default 64 MiB.
+	StateCacheBytes int64
+	// StateCleanupDelay is how long the state of a task this instance no
+	// longer owns is kept before it is deleted. Default 10 min.
+	StateCleanupDelay time.Duration
+
+	// ReplicationFactor of internal topics; default -1 (the broker's default).
+	ReplicationFactor int16
+	// InternalTopicConfigs are added to every internal topic's configs
+	// (e.g. min.insync.replicas).
+	InternalTopicConfigs map[string]string
+
+	// DeserializationErrors is the policy for records a source cannot
+	// decode. Default FailOnError.
+	DeserializationErrors ErrorPolicy
+	// ProcessingErrors is the policy for records an operator or user
+	// function fails on (error or panic). Default FailOnError.
+	ProcessingErrors ErrorPolicy
+
+	// ClientOpts are added to every franz-go client the app creates (TLS,
+	// SASL, dialer ...).
+	ClientOpts []kgo.Opt
+	// Logger receives the app's logs. Default: discard.
+	Logger *slog.Logger
+	// StateListener is called on every lifecycle state change.
+	StateListener func(from, to State)
+}
+
+// State is the lifecycle state of an App.
+type State = engine.State
+
+// Lifecycle states, as in Kafka Streams.
+const (
+	Created         = engine.Created
+	Rebalancing     = engine.Rebalancing
+	Running         = engine.Running
+	PendingShutdown = engine.PendingShutdown
+	NotRunning      = engine.NotRunning
+	Error           = engine.Error
+)
+
+func (c Config) engineConfig() engine.Config {
+	policy := map[engine.ErrorKind]ErrorPolicy{
+		engine.DeserializationError: c.DeserializationErrors,
+		engine.ProcessingError:      c.ProcessingErrors,
+	}
+	return engine.Config{
+		AppID:                 c.ApplicationID,
+		InstanceID:            c.InstanceID,
+		Brokers:               c.Brokers,
+		StateDir:              c.StateDir,
+		InMemoryState:         c.InMemoryState,
+		CommitInterval:        c.CommitInterval,
+		CommitMaxRecords:      c.CommitMaxRecords,
+		CommitMaxBytes:        c.CommitMaxBytes,
+		MaxTaskIdle:           c.MaxTaskIdle,
+		MaxPollRecords:        c.MaxPollRecords,
+		SessionTimeout:        c.SessionTimeout,
+		HeartbeatInterval:     c.HeartbeatInterval,
+		RebalanceTimeout:      c.RebalanceTimeout,
+		ProducerLinger:        c.ProducerLinger,
+		KeepPartitionsOnClose: c.KeepPartitionsOnClose,
+		StateCacheBytes:       c.StateCacheBytes,
+		StateCleanupDelay:     c.StateCleanupDelay,
+		ReplicationFactor:     c.ReplicationFactor,
+		InternalTopicConfigs:  c.InternalTopicConfigs,
+		ClientOpts:            c.ClientOpts,
+		Logger:                c.Logger,
+		StateListener:         c.StateListener,
+		OnError: func(kind engine.ErrorKind, _ *kgo.Record, _ error) engine.Action {
+			if policy[kind] == SkipOnError {
+				return engine.Skip
+			}
+			return engine.Fail
+		},
+	}
+}

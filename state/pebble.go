@@ -1,0 +1,504 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Defaults for EnvOptions.
+const (
+	// DefaultCacheBytes is the default size of the block cache shared by all
+	// DBs of an Env.
+	DefaultCacheBytes = 64 << 20
+	// DefaultMemTableSize is the default memtable size of each DB. A task's
+	// DB holds up to two memtables (one being flushed), so an instance with
+	// N tasks uses up to about 2*N*MemTableSize for memtables on top of the
+	// shared cache.
+	DefaultMemTableSize = 4 << 20
+	// DefaultMaxOpenFiles is the default number of table files kept open
+	// across all DBs of an Env.
+	DefaultMaxOpenFiles = 1000
+)
+
+// wipeSuffix names the directory a DB is moved to while Wipe deletes it.
+const wipeSuffix = ".wipe"
+
+// EnvOptions configures an Env. The zero value uses the defaults.
+type EnvOptions struct {
+	// CacheBytes is the size of the block cache shared by every DB of the
+	// Env (default DefaultCacheBytes).
+	CacheBytes int64
+	// MemTableSize is the memtable size of each DB (default
+	// DefaultMemTableSize). Apply of a WriteSet larger than about half of
+	// it bypasses the memtable and forces a flush, so restore batches
+	// should stay below that.
+	MemTableSize uint64
+	// MaxOpenFiles bounds the table files kept open across every DB of the
+	// Env (default DefaultMaxOpenFiles).
+	MaxOpenFiles int
+	// Logger receives Pebble's messages: informational ones at debug level,
+	// errors at error level (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Env holds what every Pebble DB of one application instance shares: the
+// block cache and the open-file cache, so that memory and file descriptors
+// are bounded per instance rather than per task, and the logger.
+type Env struct {
+	log          *slog.Logger
+	memTableSize uint64
+	maxOpenFiles int
+
+	// mu makes Close wait for Opens in progress, which use the caches.
+	mu        sync.RWMutex
+	closed    bool
+	cache     *pebble.Cache
+	fileCache *pebble.FileCache
+}
+
+// NewEnv returns an Env with the given options. Close it after its DBs.
+func NewEnv(opts EnvOptions) *Env {
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
+	if opts.MemTableSize == 0 {
+		opts.MemTableSize = DefaultMemTableSize
+	}
+	if opts.MaxOpenFiles <= 0 {
+		opts.MaxOpenFiles = DefaultMaxOpenFiles
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Env{
+		log:          opts.Logger,
+		memTableSize: opts.MemTableSize,
+		maxOpenFiles: opts.MaxOpenFiles,
+		cache:        pebble.NewCache(opts.CacheBytes),
+		fileCache:    pebble.NewFileCache(runtime.GOMAXPROCS(0), pebble.FileCacheSize(opts.MaxOpenFiles)),
+	}
+}
+
+// Close releases the Env's references to the shared caches. A DB still open
+// keeps its own references, so the memory is freed when the last DB closes.
+// Open fails with ErrClosed afterwards.
+func (e *Env) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	e.fileCache.Unref()
+	e.cache.Unref()
+	return nil
+}
+
+// Open opens the DB in dir, creating it (and dir, owner-only) if needed.
+// A dir is used by one DB at a time; Pebble's lock file enforces it.
+func (e *Env) Open(dir string) (DB, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	// A crash during Wipe leaves the old data next to the fresh DB.
+	if err := os.RemoveAll(dir + wipeSuffix); err != nil {
+		return nil, fmt.Errorf("state: removing leftover of wipe: %w", err)
+	}
+	log := e.log.With("dir", dir)
+	pdb, err := e.openPebble(dir, log)
+	if err != nil {
+		return nil, err
+	}
+	return &pebbleDB{env: e, dir: dir, log: log, db: pdb, wb: pdb.NewBatch()}, nil
+}
+
+func (e *Env) openPebble(dir string, log *slog.Logger) (*pebble.DB, error) {
+	// Pebble creates its files 0666 minus umask; the 0700 directory is what
+	// keeps other users out of the state.
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{
+		Cache:        e.cache,
+		FileCache:    e.fileCache,
+		MemTableSize: e.memTableSize,
+		MaxOpenFiles: e.maxOpenFiles,
+		Logger:       pebbleLogger{log.With("component", "pebble")},
+		// A state dir is private to choreo, so there is no older reader to
+		// stay compatible with; newer formats read and compact faster.
+		FormatMajorVersion: pebble.FormatNewest,
+	})
+	if err != nil {
+		if pebble.IsCorruptionError(err) {
+			return nil, fmt.Errorf("%w: opening %s: %w", ErrCorrupt, dir, err)
+		}
+		return nil, fmt.Errorf("state: opening %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// pebbleLogger routes Pebble's logging to slog, which would otherwise go to
+// the standard library logger and stderr.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) { p.logf(slog.LevelDebug, format, args) }
+
+func (p pebbleLogger) Errorf(format string, args ...any) { p.logf(slog.LevelError, format, args) }
+
+// Fatalf panics because Pebble relies on it not returning; os.Exit in a
+// library would skip every deferred cleanup of the application.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic("pebble: " + msg)
+}
+
+func (p pebbleLogger) logf(level slog.Level, format string, args []any) {
+	ctx := context.Background()
+	if p.l.Enabled(ctx, level) {
+		p.l.Log(ctx, level, fmt.Sprintf(format, args...))
+	}
+}
+
+// pebbleDB is a DB in one Pebble instance. Every store is a key prefix in
+// it, so one Pebble batch commits all stores and the checkpoint together.
+type pebbleDB struct {
+	env *Env
+	dir string
+	log *slog.Logger
+
+	// wmu serializes writers, which share wb. The DB contract allows only
+	// one writer, but a misuse should not corrupt a batch.
+	wmu sync.Mutex
+	wb  *pebble.Batch
+
+	// mu is read-locked by every operation on db and write-locked by Close
+	// and Wipe, which replace or close it under concurrent readers.
+	mu     sync.RWMutex
+	db     *pebble.DB
+	closed bool
+
+	// iters are the open iterators, closed by Close and Wipe since Pebble
+	// cannot close with iterators open. Guarded by itersMu, because
+	// iterators come and go under a read lock of mu.
+	itersMu sync.Mutex
+	iters   map[*pebbleIter]struct{}
+}
+
+func (d *pebbleDB) Get(store string, key []byte) ([]byte, bool, error) {
+	if err := checkStore(store); err != nil {
+		return nil, false, err
+	}
+	bp := getKeyBuf()
+	k := appendKey(*bp, store, key)
+	value, ok, err := d.get(k)
+	putKeyBuf(bp, k)
+	return value, ok, err
+}
+
+func (d *pebbleDB) get(k []byte) ([]byte, bool, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return nil, false, ErrClosed
+	}
+	v, closer, err := d.db.Get(k)
+	if err != nil {
+		if errors.Is(err, pebble.ErrNotFound) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("state: get: %w", err)
+	}
+	// v is only valid until closer is closed; the caller owns the copy.
+	out := append(make([]byte, 0, len(v)), v...)
+	return out, true, closer.Close()
+}
+
+func (d *pebbleDB) NewIter(store string, lower, upper []byte) (Iterator, error) {
+	if err := checkStore(store); err != nil {
+		return nil, err
+	}
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return nil, ErrClosed
+	}
+	if emptyRange(lower, upper) {
+		return emptyIter{}, nil
+	}
+	// Pebble copies the bounds, so a pooled buffer is enough.
+	bp := getKeyBuf()
+	buf, lo, hi := appendBounds(*bp, store, lower, upper)
+	it, err := d.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	putKeyBuf(bp, buf)
+	if err != nil {
+		return nil, fmt.Errorf("state: new iterator: %w", err)
+	}
+	pi := &pebbleIter{db: d, it: it, strip: 1 + len(store)}
+	d.itersMu.Lock()
+	if d.iters == nil {
+		d.iters = make(map[*pebbleIter]struct{})
+	}
+	d.iters[pi] = struct{}{}
+	d.itersMu.Unlock()
+	return pi, nil
+}
+
+func (d *pebbleDB) Apply(w *WriteSet, cp *Checkpoint, sync bool) error {
+	var cpData []byte
+	if cp != nil {
+		var err error
+		if cpData, err = json.Marshal(cp); err != nil {
+			return fmt.Errorf("state: encoding checkpoint: %w", err)
+		}
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrClosed
+	}
+	b := d.wb
+	defer b.Reset()
+	if w != nil {
+		for i := range w.Mutations {
+			m := &w.Mutations[i]
+			if err := checkStore(m.Store); err != nil {
+				return err
+			}
+			// Deferred ops let the prefixed key be built in place in the
+			// batch instead of in a scratch buffer that is then copied.
+			n := 1 + len(m.Store) + len(m.Key)
+			var op *pebble.DeferredBatchOp
+			if m.Deleted {
+				op = b.DeleteDeferred(n)
+			} else {
+				op = b.SetDeferred(n, len(m.Value))
+				copy(op.Value, m.Value)
+			}
+			putKey(op.Key, m.Store, m.Key)
+			if err := op.Finish(); err != nil {
+				return fmt.Errorf("state: apply: %w", err)
+			}
+		}
+	}
+	if cp != nil {
+		if err := b.Set(checkpointKey, cpData, nil); err != nil {
+			return fmt.Errorf("state: apply: %w", err)
+		}
+	}
+	if b.Empty() {
+		return nil
+	}
+	opts := pebble.NoSync
+	if sync {
+		opts = pebble.Sync
+	}
+	if err := d.db.Apply(b, opts); err != nil {
+		return fmt.Errorf("state: apply: %w", err)
+	}
+	return nil
+}
+
+func (d *pebbleDB) Checkpoint() (Checkpoint, bool, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return Checkpoint{}, false, ErrClosed
+	}
+	v, closer, err := d.db.Get(checkpointKey)
+	if err != nil {
+		if errors.Is(err, pebble.ErrNotFound) {
+			return Checkpoint{}, false, nil
+		}
+		return Checkpoint{}, false, fmt.Errorf("state: reading checkpoint: %w", err)
+	}
+	defer closer.Close()
+	var cp Checkpoint
+	if err := json.Unmarshal(v, &cp); err != nil {
+		return Checkpoint{}, false, fmt.Errorf("%w: checkpoint: %w", ErrCorrupt, err)
+	}
+	return cp, true, nil
+}
+
+func (d *pebbleDB) Sync() error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrClosed
+	}
+	// An empty synced write is how Pebble fsyncs the WAL up to every prior
+	// unsynced write, without flushing memtables.
+	if err := d.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("state: sync: %w", err)
+	}
+	return nil
+}
+
+// Wipe moves the directory aside, opens a fresh DB and then deletes the old
+// files. Compared to deleting the keyspace in place, the disk space comes
+// back at once (a full restore usually follows, which would otherwise
+// double the usage until compactions catch up) and a crash midway leaves
+// either the old or the new DB, never a mix. Open iterators are ended.
+func (d *pebbleDB) Wipe() error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	if err := d.closePebble(); err != nil {
+		d.closed = true
+		return err
+	}
+	trash := d.dir + wipeSuffix
+	werr := os.RemoveAll(trash)
+	if werr == nil {
+		werr = os.Rename(d.dir, trash)
+	}
+	// After a failed rename this reopens the old data, so the DB stays
+	// usable and the caller learns that it was not wiped.
+	db, err := d.env.openPebble(d.dir, d.log)
+	if err != nil {
+		d.closed = true
+		return errors.Join(werr, err)
+	}
+	d.db, d.wb = db, db.NewBatch()
+	if werr != nil {
+		return fmt.Errorf("state: wipe: %w", werr)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		// The new DB is fine and Open retries the removal.
+		d.log.Warn("state: removing wiped files", "err", err)
+	}
+	return nil
+}
+
+func (d *pebbleDB) ApproximateSize() int64 {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return 0
+	}
+	return int64(d.db.Metrics().DiskSpaceUsage())
+}
+
+func (d *pebbleDB) Close() error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	d.closed = true
+	return d.closePebble()
+}
+
+// closePebble ends every iterator and closes db. mu must be write-locked.
+func (d *pebbleDB) closePebble() error {
+	var errs []error
+	d.itersMu.Lock()
+	for it := range d.iters {
+		errs = append(errs, it.it.Close())
+		it.it = nil
+	}
+	clear(d.iters)
+	d.itersMu.Unlock()
+	errs = append(errs, d.wb.Close(), d.db.Close())
+	d.db, d.wb = nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("state: close: %w", err)
+	}
+	return nil
+}
+
+// pebbleIter strips the store prefix from a Pebble iterator. Each step
+// read-locks the DB so that a concurrent Close or Wipe, which closes the
+// Pebble iterator, cannot run in the middle of it.
+type pebbleIter struct {
+	db    *pebbleDB
+	it    *pebble.Iterator // nil once closed, by Close or by the DB
+	strip int
+	// started is false until the first Next, which positions at the start.
+	started bool
+	done    bool
+	key     []byte
+	value   []byte
+	err     error
+}
+
+func (i *pebbleIter) Next() bool {
+	i.key, i.value = nil, nil
+	if i.done || i.err != nil {
+		return false
+	}
+	i.db.mu.RLock()
+	defer i.db.mu.RUnlock()
+	if i.it == nil {
+		i.err = errIterInvalid
+		return false
+	}
+	var ok bool
+	if !i.started {
+		i.started = true
+		ok = i.it.First()
+	} else {
+		ok = i.it.Next()
+	}
+	if !ok {
+		i.err = i.it.Error()
+		return false
+	}
+	v, err := i.it.ValueAndErr()
+	if err != nil {
+		i.err = err
+		return false
+	}
+	i.key, i.value = i.it.Key()[i.strip:], v
+	return true
+}
+
+func (i *pebbleIter) Key() []byte   { return i.key }
+func (i *pebbleIter) Value() []byte { return i.value }
+func (i *pebbleIter) Err() error    { return i.err }
+
+func (i *pebbleIter) Close() error {
+	if i.done {
+		return nil
+	}
+	i.done = true
+	i.key, i.value = nil, nil
+	i.db.mu.RLock()
+	defer i.db.mu.RUnlock()
+	if i.it == nil {
+		return nil
+	}
+	err := i.it.Close()
+	i.it = nil
+	i.db.itersMu.Lock()
+	delete(i.db.iters, i)
+	i.db.itersMu.Unlock()
+	return err
+}
+
+// emptyIter is returned for an empty range.
+type emptyIter struct{}
+
+func (emptyIter) Next() bool    { return false }
+func (emptyIter) Key() []byte   { return nil }
+func (emptyIter) Value() []byte { return nil }
+func (emptyIter) Err() error    { return nil }
+func (emptyIter) Close() error  { return nil }
