@@ -108,4 +108,5 @@ func (a *App) Topology() *Topology { return a.topo }
 
 func init() {
 	apptest.CrashOnClose = func(app any) { app.(*App).eng.SetCrashOnClose() }
+	apptest.CrashAt = func(app any, point int) { app.(*App).eng.ArmCrash(engine.CrashPoint(point)) }
 }

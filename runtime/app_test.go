@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +18,9 @@ import (
 
 	"github.com/choreo-go/choreo/internal/apptest"
 	"github.com/choreo-go/choreo/internal/testbroker"
+	"github.com/choreo-go/choreo/partition"
 	"github.com/choreo-go/choreo/runtime"
+	"github.com/choreo-go/choreo/state"
 )
 
 // cluster is a kfake broker with helpers to produce and read topics.
@@ -340,4 +344,316 @@ func TestAppMissingTopic(t *testing.T) {
 	if app.State() != runtime.Error || app.Alive() {
 		t.Fatalf("state %v alive %v, want ERROR and not alive", app.State(), app.Alive())
 	}
+}
+
+// restoreCounter counts restored records per store, from the listener.
+type restoreCounter struct {
+	mu       sync.Mutex
+	restored map[string]int64
+	ends     int
+}
+
+func (r *restoreCounter) OnRestoreStart(string, string, string, int32, int64, int64) {}
+func (r *restoreCounter) OnBatchRestored(string, string, string, int32, int64, int64) {}
+func (r *restoreCounter) OnRestoreEnd(_, store, _ string, _ int32, total int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.restored == nil {
+		r.restored = map[string]int64{}
+	}
+	r.restored[store] += total
+	r.ends++
+}
+
+// A suspended restore (the task moved mid-restore) keeps what it applied and
+// resumes from there, so its records count too.
+func (r *restoreCounter) OnRestoreSuspended(_, store, _ string, _ int32, total int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.restored == nil {
+		r.restored = map[string]int64{}
+	}
+	r.restored[store] += total
+}
+
+func (r *restoreCounter) total(store string) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.restored[store]
+}
+
+// checkpointedTail counts, with an independent read-committed consumer, the
+// changelog records after each task's checkpoint in dir.
+func checkpointedTail(t *testing.T, c *cluster, dir, app, store string) int64 {
+	t.Helper()
+	env := state.NewEnv(state.EnvOptions{})
+	defer env.Close()
+	from := map[int32]int64{}
+	for p := int32(0); p < 4; p++ {
+		db, err := env.Open(filepath.Join(dir, app, fmt.Sprintf("0_%d", p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, ok, err := db.Checkpoint()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			from[p] = cp.Changelogs[store].Offset
+		}
+		db.Close()
+	}
+	var n int64
+	for _, r := range c.readAll(app + "-" + store + "-changelog") {
+		if r.Offset >= from[r.Partition] {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAppWarmRestartReplaysOnlyTheChangelogTail(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 2000, 40)
+	dir := t.TempDir()
+
+	app, err := runtime.New(countTopology(), c.config(dir, "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- app.Run(ctx) }()
+	eventually(t, 30*time.Second, "first counts", equalCounts(c, want))
+	// The next commit writes outputs and changelog, then "crashes" before
+	// the stores and offsets are committed.
+	apptest.CrashAt(app, apptest.AfterFlush)
+	for k, v := range produceCounts(c, 2000, 500, 40) {
+		want[k] += v
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("Run returned nil after a simulated crash")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("simulated crash did not happen")
+	}
+	tail := checkpointedTail(t, c, dir, "count-app", "counts")
+	if tail == 0 {
+		t.Fatal("no changelog records after the checkpoint: the crash point was not exercised")
+	}
+
+	rc := &restoreCounter{}
+	cfg := c.config(dir, "i1")
+	cfg.RestoreListener = rc
+	app2, err := runtime.New(countTopology(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app2)
+	// One instance owns all four tasks; RUNNING means all are restored.
+	eventually(t, 30*time.Second, "restored and running", func() (bool, string) {
+		return app2.State() == runtime.Running, fmt.Sprint(app2.State())
+	})
+	// At-least-once: the 500 records since the committed offsets are
+	// processed again on top of the restored tail, so counts may exceed
+	// the input, never fall short.
+	eventually(t, 30*time.Second, "counts at least the input", func() (bool, string) {
+		got := c.latestInt64("out")
+		for k, v := range want {
+			if got[k] < v {
+				return false, fmt.Sprintf("key %s: %d < %d", k, got[k], v)
+			}
+		}
+		return true, ""
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := rc.total("counts"); got != tail {
+		t.Fatalf("restored %d changelog records, the changelog holds %d after the checkpoint", got, tail)
+	}
+	t.Logf("warm restart replayed %d changelog records (counted independently: %d)", rc.total("counts"), tail)
+}
+
+func TestAppRestartResumesFromCheckpointAheadOfCommittedOffsets(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 2000, 40)
+	dir := t.TempDir()
+	app, err := runtime.New(countTopology(), c.config(dir, "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- app.Run(ctx) }()
+	eventually(t, 30*time.Second, "first counts", equalCounts(c, want))
+	apptest.CrashAt(app, apptest.AfterStoreCommit)
+	for k, v := range produceCounts(c, 2000, 500, 40) {
+		want[k] += v
+	}
+	select {
+	case <-errc:
+	case <-time.After(30 * time.Second):
+		t.Fatal("simulated crash did not happen")
+	}
+	// The group's committed offsets lag the store; a restart must not
+	// apply those 500 records again.
+	app2, err := runtime.New(countTopology(), c.config(dir, "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app2)
+	for k, v := range produceCounts(c, 2500, 200, 40) {
+		want[k] += v
+	}
+	eventually(t, 30*time.Second, "exact counts", equalCounts(c, want))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := c.latestInt64("out")
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("key %s = %d, want exactly %d (input applied twice?)", k, got[k], v)
+		}
+	}
+}
+
+func TestAppTwoInstancesSplitAndTakeOver(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 4000, 40)
+	a1, err := runtime.New(countTopology(), c.config(t.TempDir(), "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := runtime.New(countTopology(), c.config(t.TempDir(), "i2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.CrashOnClose(a1)
+	stop1 := running(t, a1)
+	stop2 := running(t, a2)
+	eventually(t, 30*time.Second, "both members own tasks", func() (bool, string) {
+		info := c.broker.Cluster().GroupInfo("count-app")
+		if info == nil {
+			return false, "no group"
+		}
+		return len(info.Members) == 2 && a1.State() == runtime.Running && a2.State() == runtime.Running,
+			fmt.Sprintf("%d members, states %v %v", len(info.Members), a1.State(), a2.State())
+	})
+	eventually(t, 30*time.Second, "counts with two instances", equalCounts(c, want))
+	// Crash one: no commit, no leave. The survivor takes over after the
+	// session timeout and restores the dead one's tasks.
+	_ = stop1()
+	for k, v := range produceCounts(c, 4000, 1000, 40) {
+		want[k] += v
+	}
+	eventually(t, 45*time.Second, "survivor processes everything", func() (bool, string) {
+		got := c.latestInt64("out")
+		for k, v := range want {
+			if got[k] < v {
+				return false, fmt.Sprintf("key %s: %d < %d", k, got[k], v)
+			}
+		}
+		return true, ""
+	})
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppWaitsForUnreachableBrokers(t *testing.T) {
+	// A port with no broker yet: the app must keep retrying, not ready.
+	b, err := testbroker.Start(testbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := b.Addrs()
+	ports := b.Ports()
+	b.Close()
+
+	var logs syncBuffer
+	cfg := runtime.Config{
+		Brokers: addrs, ApplicationID: "count-app", StateDir: t.TempDir(), InstanceID: "i1",
+		CommitInterval: 100 * time.Millisecond, SessionTimeout: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	}
+	app, err := runtime.New(countTopology(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	eventually(t, 20*time.Second, "a log line about waiting for brokers", func() (bool, string) {
+		return strings.Contains(logs.String(), "waiting for brokers"), app.State().String()
+	})
+	if app.Ready() || !app.Alive() || app.State() != runtime.Rebalancing {
+		t.Fatalf("during the outage: ready=%v alive=%v state=%v; want not ready, alive, REBALANCING", app.Ready(), app.Alive(), app.State())
+	}
+	// The broker comes up on that port: the app proceeds on its own.
+	b2, err := testbroker.Start(testbroker.Options{Ports: ports})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c := &cluster{t: t, broker: b2, cl: cl, adm: kadm.NewClient(cl)}
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 500, 10)
+	eventually(t, 30*time.Second, "counts after the brokers came up", equalCounts(c, want))
+	eventually(t, 10*time.Second, "ready", func() (bool, string) { return app.Ready(), app.State().String() })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppCopartitionMismatch(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("clicks", 4)
+	c.createTopic("users", 3)
+	c.createTopic("out", 4)
+	b := runtime.NewBuilder()
+	users := runtime.TableOf(b, "users", runtime.String(), runtime.String())
+	clicks := runtime.StreamOf(b, "clicks", runtime.String(), runtime.String())
+	runtime.Join(clicks, users, func(_ string, c, u string) string { return u + c }).To("out")
+	app, err := runtime.New(b, c.config(t.TempDir(), "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = app.Run(ctx)
+	if !errors.Is(err, partition.ErrNotCopartitioned) || !strings.Contains(err.Error(), "clicks=4") || !strings.Contains(err.Error(), "users=3") {
+		t.Fatalf("Run = %v, want a co-partitioning error naming clicks=4 and users=3", err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/choreo-go/choreo/changelog"
 	"github.com/choreo-go/choreo/internal/engine"
 )
 
@@ -100,9 +101,17 @@ type Config struct {
 	ClientOpts []kgo.Opt
 	// Logger receives the app's logs. Default: discard.
 	Logger *slog.Logger
+	// RestoreListener observes the restore of stores from their changelogs
+	// (start, each applied batch, end, suspension).
+	RestoreListener RestoreListener
 	// StateListener is called on every lifecycle state change.
 	StateListener func(from, to State)
 }
+
+// RestoreListener observes changelog restores, like Kafka Streams'
+// StateRestoreListener. Its methods are called from the restore goroutine
+// and must not block.
+type RestoreListener = changelog.Listener
 
 // State is the lifecycle state of an App.
 type State = engine.State
@@ -145,6 +154,7 @@ func (c Config) engineConfig() engine.Config {
 		ClientOpts:            c.ClientOpts,
 		Logger:                c.Logger,
 		StateListener:         c.StateListener,
+		RestoreListener:       c.RestoreListener,
 		OnError: func(kind engine.ErrorKind, _ *kgo.Record, _ error) engine.Action {
 			if policy[kind] == SkipOnError {
 				return engine.Skip

@@ -69,6 +69,9 @@ func (e *Engine) commit(ctx context.Context) error {
 	if perr != nil {
 		return perr
 	}
+	if CrashPoint(e.crashAt.Load()) == CrashAfterFlush {
+		return errTestCrash
+	}
 
 	offsets := make(map[string]map[int32]kgo.EpochOffset)
 	now := e.cfg.Now()
@@ -112,6 +115,9 @@ func (e *Engine) commit(ctx context.Context) error {
 		}
 		t.cp = cp
 		t.pending = 0
+	}
+	if CrashPoint(e.crashAt.Load()) == CrashAfterStoreCommit {
+		return errTestCrash
 	}
 	if len(offsets) > 0 {
 		if err := e.commitOffsets(ctx, offsets); err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/changelog"
 )
 
 // Action is what the engine does with a record whose processing failed.
@@ -71,6 +73,8 @@ type Config struct {
 	ClientOpts []kgo.Opt
 
 	Logger *slog.Logger
+	// RestoreListener observes changelog restores.
+	RestoreListener changelog.Listener
 	// StateListener is called on every state change, in order.
 	StateListener func(from, to State)
 	// Now is the wall clock; nil means time.Now.

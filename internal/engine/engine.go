@@ -82,7 +82,31 @@ type Engine struct {
 	crashing   bool
 
 	skipped atomic.Int64
+	// crashAt is a test hook: a CrashPoint at which the next commit stops
+	// the app as a killed process would.
+	crashAt atomic.Int32
 }
+
+// CrashPoint names a step of the commit at which a test can simulate a crash.
+type CrashPoint int32
+
+const (
+	// CrashNone disarms the hook.
+	CrashNone CrashPoint = iota
+	// CrashAfterFlush: produced and changelog records are in Kafka; the
+	// stores and the group offsets are not updated.
+	CrashAfterFlush
+	// CrashAfterStoreCommit: stores and checkpoints are written; the group
+	// offsets are not committed.
+	CrashAfterStoreCommit
+)
+
+// errTestCrash ends the loop at a CrashPoint.
+var errTestCrash = errors.New("simulated crash (test hook)")
+
+// ArmCrash makes the next commit stop the app at point, without committing
+// further, leaving the group or closing cleanly. For tests.
+func (e *Engine) ArmCrash(p CrashPoint) { e.crashAt.Store(int32(p)) }
 
 type restoreDone struct {
 	id  partition.TaskID
@@ -188,7 +212,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}()
 
 	loopErr := e.loop(ctx)
-	if e.cfg.crashOnClose {
+	if errors.Is(loopErr, errTestCrash) || e.cfg.crashOnClose {
 		e.crash()
 		return loopErr
 	}
@@ -268,7 +292,33 @@ func (e *Engine) openClients() error {
 		subTopics[i] = s.topics
 	}
 	e.balancer = partition.NewBalancer(partition.BalancerConfig{Subtopologies: subTopics})
+	// The consumer comes last: its rebalance callbacks use the others.
 	var err error
+	e.producer, err = kgo.NewClient(e.clientOpts(
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(e.cfg.ProducerLinger),
+		kgo.MaxBufferedRecords(1<<20),
+		kgo.RecordRetries(1<<30),
+		kgo.ProducerBatchMaxBytes(1<<20),
+	)...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e.restoreCl, err = kgo.NewClient(e.clientOpts(
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(16<<20),
+	)...)
+	if err != nil {
+		e.producer.Close()
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e.restorer = changelog.NewRestorer(e.restoreCl, e.adm, changelog.RestorerOptions{
+		Logger:   e.log,
+		Now:      e.cfg.Now,
+		Listener: e.cfg.RestoreListener,
+	})
 	e.consumer, err = kgo.NewClient(e.clientOpts(
 		kgo.ConsumerGroup(e.cfg.AppID),
 		kgo.ConsumeTopics(topics...),
@@ -289,33 +339,10 @@ func (e *Engine) openClients() error {
 		kgo.OnPartitionsLost(e.onLost),
 	)...)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	e.producer, err = kgo.NewClient(e.clientOpts(
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(e.cfg.ProducerLinger),
-		kgo.MaxBufferedRecords(1<<20),
-		kgo.RecordRetries(1<<30),
-		kgo.ProducerBatchMaxBytes(1<<20),
-	)...)
-	if err != nil {
-		e.consumer.Close()
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	e.restoreCl, err = kgo.NewClient(e.clientOpts(
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(16<<20),
-	)...)
-	if err != nil {
-		e.consumer.Close()
 		e.producer.Close()
+		e.restoreCl.Close()
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	e.restorer = changelog.NewRestorer(e.restoreCl, e.adm, changelog.RestorerOptions{
-		Logger: e.log,
-		Now:    e.cfg.Now,
-	})
 	return nil
 }
 

@@ -156,3 +156,6 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// Ports returns the ports the broker listens on (to restart on them later).
+func (b *Broker) Ports() []int { return append([]int(nil), b.opts.Ports...) }
