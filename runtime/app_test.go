@@ -657,3 +657,192 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestAppJoinSeesEarlierTableUpdateProducedLater(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("clicks", 2)
+	c.createTopic("users", 2)
+	c.createTopic("out", 2)
+	// The stream record is produced first but is younger than the table
+	// update: processing in timestamp order must apply the table first.
+	c.produce("clicks", &kgo.Record{Key: []byte("u1"), Value: []byte("click"), Timestamp: time.UnixMilli(2000)})
+	c.produce("users", &kgo.Record{Key: []byte("u1"), Value: []byte("alice"), Timestamp: time.UnixMilli(1000)})
+	b := runtime.NewBuilder()
+	users := runtime.TableOf(b, "users", runtime.String(), runtime.String(), runtime.Named("users"))
+	clicks := runtime.StreamOf(b, "clicks", runtime.String(), runtime.String())
+	runtime.Join(clicks, users, func(_ string, c, u string) string { return u + ":" + c }, runtime.Named("enrich")).To("out")
+	app, err := runtime.New(b, c.config(t.TempDir(), "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	eventually(t, 30*time.Second, "joined output", func() (bool, string) {
+		recs := c.readAll("out")
+		if len(recs) != 1 {
+			return false, fmt.Sprintf("%d records", len(recs))
+		}
+		return string(recs[0].Value) == "alice:click" && recs[0].Timestamp.UnixMilli() == 2000,
+			fmt.Sprintf("%q at %d", recs[0].Value, recs[0].Timestamp.UnixMilli())
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppPurgesRepartitionTopics(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 2)
+	c.createTopic("out", 2)
+	b := runtime.NewBuilder()
+	in := runtime.StreamOf(b, "in", runtime.String(), runtime.String())
+	byValue := runtime.GroupBy(in, func(_, v string) string { return v }, runtime.Named("by-value"))
+	runtime.Count(byValue, runtime.Named("value-counts")).ToStream().To("out")
+	cfg := c.config(t.TempDir(), "i1")
+	cfg.RepartitionPurgeInterval = time.Millisecond
+	app, err := runtime.New(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	var recs []*kgo.Record
+	for i := range 1000 {
+		recs = append(recs, &kgo.Record{Key: []byte(strconv.Itoa(i)), Value: []byte("v" + strconv.Itoa(i%7))})
+	}
+	c.produce("in", recs...)
+	eventually(t, 30*time.Second, "counts", func() (bool, string) {
+		got := c.latestInt64("out")
+		var sum int64
+		for _, v := range got {
+			sum += v
+		}
+		return len(got) == 7 && sum == 1000, fmt.Sprintf("%d keys, sum %d", len(got), sum)
+	})
+	topic := "count-app-by-value-repartition"
+	eventually(t, 30*time.Second, "repartition topic purged", func() (bool, string) {
+		starts, err := c.adm.ListStartOffsets(context.Background(), topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		ends, err := c.adm.ListEndOffsets(context.Background(), topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		var start, end int64
+		starts.Each(func(o kadm.ListedOffset) { start += o.Offset })
+		ends.Each(func(o kadm.ListedOffset) { end += o.Offset })
+		return end == 1000 && start == end, fmt.Sprintf("start %d end %d", start, end)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppRemovesStateOfMovedTasksAfterDelay(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 400, 20)
+	dir1 := t.TempDir()
+	cfg1 := c.config(dir1, "i1")
+	cfg1.StateCleanupDelay = 200 * time.Millisecond
+	a1, err := runtime.New(countTopology(), cfg1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1 := running(t, a1)
+	eventually(t, 30*time.Second, "counts", equalCounts(c, want))
+	taskDirs := func() []string {
+		ents, _ := os.ReadDir(filepath.Join(dir1, "count-app"))
+		var out []string
+		for _, e := range ents {
+			if e.IsDir() {
+				out = append(out, e.Name())
+			}
+		}
+		return out
+	}
+	if n := len(taskDirs()); n != 4 {
+		t.Fatalf("%d task dirs, want 4", n)
+	}
+	// A second instance takes half the tasks; the first deletes their state
+	// once the delay has passed.
+	a2, err := runtime.New(countTopology(), c.config(t.TempDir(), "i2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop2 := running(t, a2)
+	eventually(t, 30*time.Second, "moved tasks' state removed", func() (bool, string) {
+		d := taskDirs()
+		return len(d) == 2, fmt.Sprint(d)
+	})
+	for k, v := range produceCounts(c, 400, 400, 20) {
+		want[k] += v
+	}
+	eventually(t, 30*time.Second, "counts after the move", equalCounts(c, want))
+	if err := errors.Join(stop1(), stop2()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAppBadRecordPolicies(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 1)
+	c.createTopic("out", 1)
+	topology := func() *runtime.Builder {
+		b := runtime.NewBuilder()
+		in := runtime.StreamOf(b, "in", runtime.String(), runtime.Int64())
+		runtime.MapValues(in, func(_ string, v int64) int64 {
+			if v == 13 {
+				panic("unlucky")
+			}
+			return v * 2
+		}).To("out")
+		return b
+	}
+	eight := func(v int64) []byte { b, _ := runtime.Int64().Serialize(v); return b }
+	c.produce("in",
+		&kgo.Record{Key: []byte("a"), Value: eight(1)},
+		&kgo.Record{Key: []byte("b"), Value: []byte("corrupt")}, // not 8 bytes
+		&kgo.Record{Key: []byte("c"), Value: eight(13)},         // panics
+		&kgo.Record{Key: []byte("d"), Value: eight(2)},
+	)
+
+	t.Run("skip", func(t *testing.T) {
+		cfg := c.config(t.TempDir(), "skip")
+		cfg.ApplicationID = "skip-app"
+		cfg.DeserializationErrors = runtime.SkipOnError
+		cfg.ProcessingErrors = runtime.SkipOnError
+		app, err := runtime.New(topology(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := running(t, app)
+		eventually(t, 30*time.Second, "good records out", func() (bool, string) {
+			got := c.latestInt64("out")
+			return len(got) == 2 && got["a"] == 2 && got["d"] == 4, fmt.Sprint(got)
+		})
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		if n := app.SkippedRecords(); n != 2 {
+			t.Fatalf("skipped %d records, want 2", n)
+		}
+	})
+	t.Run("fail", func(t *testing.T) {
+		cfg := c.config(t.TempDir(), "fail")
+		cfg.ApplicationID = "fail-app"
+		app, err := runtime.New(topology(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = app.Run(ctx)
+		if !errors.Is(err, runtime.ErrSerde) || !strings.Contains(err.Error(), "offset 1") {
+			t.Fatalf("Run = %v, want a serde error at offset 1", err)
+		}
+		if app.State() != runtime.Error {
+			t.Fatalf("state %v, want ERROR", app.State())
+		}
+	})
+}

@@ -198,6 +198,7 @@ type sourceInst[K, V any] struct {
 	dropped      dropCounter
 }
 
+// Process deserializes and forwards one input record.
 func (s *sourceInst[K, V]) Process(kr *kgo.Record) error {
 	var r Record[K, V]
 	if kr.Key == nil {
@@ -209,7 +210,7 @@ func (s *sourceInst[K, V]) Process(kr *kgo.Record) error {
 	} else {
 		k, err := s.key.Deserialize(kr.Key)
 		if err != nil {
-			return &graph.Error{Node: s.name, Err: serdeErr("deserialize key", err)}
+			return &graph.Error{Node: s.name, Err: fmt.Errorf("%w: %w", graph.ErrDeserialization, serdeErr("deserialize key", err))}
 		}
 		r.Key = k
 	}
@@ -218,7 +219,7 @@ func (s *sourceInst[K, V]) Process(kr *kgo.Record) error {
 	} else {
 		v, err := s.val.Deserialize(kr.Value)
 		if err != nil {
-			return &graph.Error{Node: s.name, Err: serdeErr("deserialize value", err)}
+			return &graph.Error{Node: s.name, Err: fmt.Errorf("%w: %w", graph.ErrDeserialization, serdeErr("deserialize value", err))}
 		}
 		r.Value = v
 	}

@@ -83,6 +83,10 @@ type Config struct {
 	// longer owns is kept before it is deleted. Default 10 min.
 	StateCleanupDelay time.Duration
 
+	// RepartitionPurgeInterval is how often repartition topics are purged
+	// (DeleteRecords) below the committed offsets. Default 30 s.
+	RepartitionPurgeInterval time.Duration
+
 	// ReplicationFactor of internal topics; default -1 (the broker's default).
 	ReplicationFactor int16
 	// InternalTopicConfigs are added to every internal topic's configs
@@ -132,29 +136,30 @@ func (c Config) engineConfig() engine.Config {
 		engine.ProcessingError:      c.ProcessingErrors,
 	}
 	return engine.Config{
-		AppID:                 c.ApplicationID,
-		InstanceID:            c.InstanceID,
-		Brokers:               c.Brokers,
-		StateDir:              c.StateDir,
-		InMemoryState:         c.InMemoryState,
-		CommitInterval:        c.CommitInterval,
-		CommitMaxRecords:      c.CommitMaxRecords,
-		CommitMaxBytes:        c.CommitMaxBytes,
-		MaxTaskIdle:           c.MaxTaskIdle,
-		MaxPollRecords:        c.MaxPollRecords,
-		SessionTimeout:        c.SessionTimeout,
-		HeartbeatInterval:     c.HeartbeatInterval,
-		RebalanceTimeout:      c.RebalanceTimeout,
-		ProducerLinger:        c.ProducerLinger,
-		KeepPartitionsOnClose: c.KeepPartitionsOnClose,
-		StateCacheBytes:       c.StateCacheBytes,
-		StateCleanupDelay:     c.StateCleanupDelay,
-		ReplicationFactor:     c.ReplicationFactor,
-		InternalTopicConfigs:  c.InternalTopicConfigs,
-		ClientOpts:            c.ClientOpts,
-		Logger:                c.Logger,
-		StateListener:         c.StateListener,
-		RestoreListener:       c.RestoreListener,
+		AppID:                    c.ApplicationID,
+		InstanceID:               c.InstanceID,
+		Brokers:                  c.Brokers,
+		StateDir:                 c.StateDir,
+		InMemoryState:            c.InMemoryState,
+		CommitInterval:           c.CommitInterval,
+		CommitMaxRecords:         c.CommitMaxRecords,
+		CommitMaxBytes:           c.CommitMaxBytes,
+		MaxTaskIdle:              c.MaxTaskIdle,
+		MaxPollRecords:           c.MaxPollRecords,
+		SessionTimeout:           c.SessionTimeout,
+		HeartbeatInterval:        c.HeartbeatInterval,
+		RebalanceTimeout:         c.RebalanceTimeout,
+		ProducerLinger:           c.ProducerLinger,
+		KeepPartitionsOnClose:    c.KeepPartitionsOnClose,
+		StateCacheBytes:          c.StateCacheBytes,
+		StateCleanupDelay:        c.StateCleanupDelay,
+		RepartitionPurgeInterval: c.RepartitionPurgeInterval,
+		ReplicationFactor:        c.ReplicationFactor,
+		InternalTopicConfigs:     c.InternalTopicConfigs,
+		ClientOpts:               c.ClientOpts,
+		Logger:                   c.Logger,
+		StateListener:            c.StateListener,
+		RestoreListener:          c.RestoreListener,
 		OnError: func(kind engine.ErrorKind, _ *kgo.Record, _ error) engine.Action {
 			if policy[kind] == SkipOnError {
 				return engine.Skip

@@ -12,7 +12,12 @@ type Grouped[K, V any] struct {
 	s          Stream[K, V]
 	name       string // repartition topic name from Named, or ""
 	partitions int32
+	// rp caches the repartition source, shared by every aggregation of
+	// this grouping.
+	rp *rpCache
 }
+
+type rpCache struct{ src *graph.Node }
 
 // GroupByKey groups the stream by its current key. If the key was changed
 // upstream (Map, FlatMap, SelectKey, Process) the aggregation repartitions
@@ -25,7 +30,7 @@ func (s Stream[K, V]) GroupByKey(opts ...Option) Grouped[K, V] {
 	o := b.parseOptions("GroupByKey", optName|optKeySerde|optValueSerde|optPartitions, opts)
 	s.key = keySerdeOr(b, o, "GroupByKey", s.key)
 	s.val = valueSerdeOr(b, o, "GroupByKey", s.val)
-	return Grouped[K, V]{s: s, name: o.name, partitions: o.partitions}
+	return Grouped[K, V]{s: s, name: o.name, partitions: o.partitions, rp: &rpCache{}}
 }
 
 // GroupBy groups the stream by a new key computed by fn (fn sees the zero
@@ -39,7 +44,7 @@ func GroupBy[K, V, KR any](s Stream[K, V], fn func(K, V) KR, opts ...Option) Gro
 		key:     keySerdeOr(b, o, "GroupBy", DefaultSerde[KR]()),
 		val:     valueSerdeOr(b, o, "GroupBy", s.val),
 		rekeyed: true}
-	return Grouped[KR, V]{s: rs, name: o.name, partitions: o.partitions}
+	return Grouped[KR, V]{s: rs, name: o.name, partitions: o.partitions, rp: &rpCache{}}
 }
 
 func (g Grouped[K, V]) builder() *Builder {
@@ -50,16 +55,20 @@ func (g Grouped[K, V]) builder() *Builder {
 }
 
 // input returns the node the aggregation reads: the grouped stream, or the
-// source of its repartition topic.
+// source of its repartition topic (created by the first aggregation of the
+// grouping and shared by the others).
 func (g Grouped[K, V]) input(b *Builder, store string) *graph.Node {
 	if !g.s.rekeyed {
 		return g.s.node
 	}
-	name := g.name
-	if name == "" {
-		name = store
+	if g.rp.src == nil {
+		name := g.name
+		if name == "" {
+			name = store
+		}
+		g.rp.src = addRepartition(b, g.s.node, name, g.partitions, g.s.key, g.s.val)
 	}
-	return addRepartition(b, g.s.node, name, g.partitions, g.s.key, g.s.val)
+	return g.rp.src
 }
 
 // aggregateNames returns the store and node names of an aggregation:

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -43,8 +45,10 @@ func JSON[T any]() Serde[T] { return jsonSerde[T]{} }
 func Msgpack[T any]() Serde[T] { return msgpackSerde[T]{} }
 
 // DefaultSerde returns String for string, Bytes for []byte, Int64 for int64
-// and Msgpack for any other type. Operators that derive a new key or value
-// type use it unless WithKeySerde or WithValueSerde is given.
+// (and the same wire formats for named types with those underlying types,
+// such as type OrderID string) and Msgpack for any other type. Operators
+// that derive a new key or value type use it unless WithKeySerde or
+// WithValueSerde is given.
 func DefaultSerde[T any]() Serde[T] {
 	var zero T
 	switch any(zero).(type) {
@@ -55,7 +59,51 @@ func DefaultSerde[T any]() Serde[T] {
 	case int64:
 		return any(Int64()).(Serde[T])
 	}
+	switch rt := reflect.TypeFor[T](); {
+	case rt.Kind() == reflect.String:
+		return stringLike[T]{}
+	case rt.Kind() == reflect.Int64:
+		return int64Like[T]{}
+	case rt.Kind() == reflect.Slice && rt.Elem() == reflect.TypeFor[byte]():
+		return bytesLike[T]{}
+	}
 	return Msgpack[T]()
+}
+
+// stringLike, int64Like and bytesLike serve named types whose underlying
+// type is string, int64 or []byte (DefaultSerde checks the kind once), with
+// the memory layout of the underlying type.
+type stringLike[T any] struct{}
+
+func (stringLike[T]) Serialize(v T) ([]byte, error) {
+	return String().Serialize(*(*string)(unsafe.Pointer(&v)))
+}
+
+func (stringLike[T]) Deserialize(data []byte) (T, error) {
+	s := string(data)
+	return *(*T)(unsafe.Pointer(&s)), nil
+}
+
+type int64Like[T any] struct{}
+
+func (int64Like[T]) Serialize(v T) ([]byte, error) {
+	return Int64().Serialize(*(*int64)(unsafe.Pointer(&v)))
+}
+
+func (int64Like[T]) Deserialize(data []byte) (T, error) {
+	n, err := Int64().Deserialize(data)
+	return *(*T)(unsafe.Pointer(&n)), err
+}
+
+type bytesLike[T any] struct{}
+
+func (bytesLike[T]) Serialize(v T) ([]byte, error) {
+	return Bytes().Serialize(*(*[]byte)(unsafe.Pointer(&v)))
+}
+
+func (bytesLike[T]) Deserialize(data []byte) (T, error) {
+	b, err := Bytes().Deserialize(data)
+	return *(*T)(unsafe.Pointer(&b)), err
 }
 
 type stringSerde struct{}

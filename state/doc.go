@@ -33,11 +33,12 @@
 //
 // # Implementations
 //
-// An Env opens Pebble DBs (one directory per task) that share one block
-// cache and one open-file cache, so the memory and file descriptors of an
+// An Env opens Pebble DBs (one directory per task) that share one cache
+// and one open-file cache, so the memory and file descriptors of an
 // application instance are bounded by the Env's options rather than growing
-// with its number of tasks; only the memtables (EnvOptions.MemTableSize)
-// are per DB. NewMemory returns an in-memory DB with the same semantics,
+// with its number of tasks. Pebble charges each DB's memtables to the
+// shared cache, so EnvOptions.CacheBytes bounds both; the more tasks, the
+// less of it is left for caching blocks. NewMemory returns an in-memory DB with the same semantics,
 // for tests and for state that is cheap to rebuild.
 //
 // A DB has one writer (the task) and any number of concurrent readers

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // Defaults for EnvOptions.
@@ -18,10 +20,10 @@ const (
 	// DefaultCacheBytes is the default size of the block cache shared by all
 	// DBs of an Env.
 	DefaultCacheBytes = 64 << 20
-	// DefaultMemTableSize is the default memtable size of each DB. A task's
-	// DB holds up to two memtables (one being flushed), so an instance with
-	// N tasks uses up to about 2*N*MemTableSize for memtables on top of the
-	// shared cache.
+	// DefaultMemTableSize is the default memtable size of each DB. A DB
+	// holds up to two memtables (one being flushed), and Pebble charges
+	// them to the shared cache: with N busy tasks, up to 2*N*MemTableSize
+	// of CacheBytes goes to memtables and only the rest caches blocks.
 	DefaultMemTableSize = 4 << 20
 	// DefaultMaxOpenFiles is the default number of table files kept open
 	// across all DBs of an Env.
@@ -33,13 +35,16 @@ const wipeSuffix = ".wipe"
 
 // EnvOptions configures an Env. The zero value uses the defaults.
 type EnvOptions struct {
-	// CacheBytes is the size of the block cache shared by every DB of the
-	// Env (default DefaultCacheBytes).
+	// CacheBytes bounds the memory of every DB of the Env together: block
+	// cache plus memtables, which Pebble reserves from it (default
+	// DefaultCacheBytes). Size it at least a few MemTableSize per task
+	// above the block cache wanted.
 	CacheBytes int64
 	// MemTableSize is the memtable size of each DB (default
 	// DefaultMemTableSize). Apply of a WriteSet larger than about half of
 	// it bypasses the memtable and forces a flush, so restore batches
-	// should stay below that.
+	// should stay below that. See DefaultMemTableSize for how memtables
+	// count against CacheBytes.
 	MemTableSize uint64
 	// MaxOpenFiles bounds the table files kept open across every DB of the
 	// Env (default DefaultMaxOpenFiles).
@@ -88,8 +93,8 @@ func NewEnv(opts EnvOptions) *Env {
 }
 
 // Close releases the Env's references to the shared caches. A DB still open
-// keeps its own references, so the memory is freed when the last DB closes.
-// Open fails with ErrClosed afterwards.
+// keeps its own references, so the memory is freed when the last DB closes
+// (and the DB can still be wiped). Open fails with ErrClosed afterwards.
 func (e *Env) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -110,6 +115,9 @@ func (e *Env) Open(dir string) (DB, error) {
 	if e.closed {
 		return nil, ErrClosed
 	}
+	// Wipe derives a sibling path from dir, which a trailing slash would
+	// turn into a child.
+	dir = filepath.Clean(dir)
 	// A crash during Wipe leaves the old data next to the fresh DB.
 	if err := os.RemoveAll(dir + wipeSuffix); err != nil {
 		return nil, fmt.Errorf("state: removing leftover of wipe: %w", err)
@@ -119,7 +127,16 @@ func (e *Env) Open(dir string) (DB, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The DB's own references keep the caches valid for the reopen in Wipe
+	// even after Env.Close.
+	e.cache.Ref()
+	e.fileCache.Ref()
 	return &pebbleDB{env: e, dir: dir, log: log, db: pdb, wb: pdb.NewBatch()}, nil
+}
+
+func (e *Env) release() {
+	e.fileCache.Unref()
+	e.cache.Unref()
 }
 
 func (e *Env) openPebble(dir string, log *slog.Logger) (*pebble.DB, error) {
@@ -128,7 +145,7 @@ func (e *Env) openPebble(dir string, log *slog.Logger) (*pebble.DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: %w", err)
 	}
-	db, err := pebble.Open(dir, &pebble.Options{
+	opts := &pebble.Options{
 		Cache:        e.cache,
 		FileCache:    e.fileCache,
 		MemTableSize: e.memTableSize,
@@ -137,7 +154,14 @@ func (e *Env) openPebble(dir string, log *slog.Logger) (*pebble.DB, error) {
 		// A state dir is private to choreo, so there is no older reader to
 		// stay compatible with; newer formats read and compact faster.
 		FormatMajorVersion: pebble.FormatNewest,
-	})
+	}
+	// Aggregations and joins look up many keys that do not exist yet (a new
+	// group, a table row not seen so far); filters answer those without
+	// reading data blocks. Later levels inherit the policy (Pebble's Get
+	// skips the filters of the last level, whose data blocks it reads
+	// anyway).
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		if pebble.IsCorruptionError(err) {
 			return nil, fmt.Errorf("%w: opening %s: %w", ErrCorrupt, dir, err)
@@ -361,6 +385,7 @@ func (d *pebbleDB) Wipe() error {
 	}
 	if err := d.closePebble(); err != nil {
 		d.closed = true
+		d.env.release()
 		return err
 	}
 	trash := d.dir + wipeSuffix
@@ -373,6 +398,7 @@ func (d *pebbleDB) Wipe() error {
 	db, err := d.env.openPebble(d.dir, d.log)
 	if err != nil {
 		d.closed = true
+		d.env.release()
 		return errors.Join(werr, err)
 	}
 	d.db, d.wb = db, db.NewBatch()
@@ -404,7 +430,9 @@ func (d *pebbleDB) Close() error {
 		return ErrClosed
 	}
 	d.closed = true
-	return d.closePebble()
+	err := d.closePebble()
+	d.env.release()
+	return err
 }
 
 // closePebble ends every iterator and closes db. mu must be write-locked.
@@ -435,6 +463,7 @@ type pebbleIter struct {
 	// started is false until the first Next, which positions at the start.
 	started bool
 	done    bool
+	buf     []byte // holds key then value
 	key     []byte
 	value   []byte
 	err     error
@@ -467,7 +496,13 @@ func (i *pebbleIter) Next() bool {
 		i.err = err
 		return false
 	}
-	i.key, i.value = i.it.Key()[i.strip:], v
+	// Copies, because a Close or Wipe on another goroutine may close the
+	// Pebble iterator, whose buffers Pebble then recycles, while the caller
+	// still reads Key and Value.
+	i.buf = append(i.buf[:0], i.it.Key()[i.strip:]...)
+	i.buf = append(i.buf, v...)
+	k := len(i.buf) - len(v)
+	i.key, i.value = i.buf[:k:k], i.buf[k:]
 	return true
 }
 

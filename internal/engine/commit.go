@@ -182,10 +182,10 @@ func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32
 }
 
 // purgeRepartitions deletes repartition records below the committed offsets,
-// every 30 s at most (as Kafka Streams' repartition.purge.interval.ms).
+// every RepartitionPurgeInterval at most (Kafka Streams' repartition.purge.interval.ms).
 func (e *Engine) purgeRepartitions(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) {
 	now := e.cfg.Now()
-	if len(e.repartTops) == 0 || now.Sub(e.lastPurge) < 30*time.Second {
+	if len(e.repartTops) == 0 || now.Sub(e.lastPurge) < e.cfg.RepartitionPurgeInterval {
 		return
 	}
 	e.lastPurge = now

@@ -58,6 +58,9 @@ type Config struct {
 	ProducerLinger    time.Duration
 	StateCacheBytes   int64
 	StateCleanupDelay time.Duration
+	// RepartitionPurgeInterval is the least time between two purges of
+	// repartition topics below the committed offsets.
+	RepartitionPurgeInterval time.Duration
 	// KeepPartitionsOnClose skips the explicit LeaveGroup on Close so a
 	// quickly restarted static member gets its partitions back without a rebalance.
 	KeepPartitionsOnClose bool
@@ -107,6 +110,7 @@ func (c *Config) validate() error {
 		"CommitInterval": c.CommitInterval, "MaxTaskIdle": c.MaxTaskIdle, "SessionTimeout": c.SessionTimeout,
 		"RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
 		"ProducerLinger": c.ProducerLinger, "StateCleanupDelay": c.StateCleanupDelay,
+		"RepartitionPurgeInterval": c.RepartitionPurgeInterval,
 	} {
 		if d < 0 {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
@@ -135,6 +139,7 @@ func (c *Config) setDefaults() {
 	def(&c.RebalanceTimeout, 60*time.Second)
 	def(&c.ProducerLinger, 5*time.Millisecond)
 	def(&c.StateCleanupDelay, 10*time.Minute)
+	def(&c.RepartitionPurgeInterval, 30*time.Second)
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = min(3*time.Second, c.SessionTimeout/3)
 	}

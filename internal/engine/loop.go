@@ -195,7 +195,7 @@ func (e *Engine) updateState() {
 // cleanStateDirs removes the directories of tasks this instance has not
 // owned for StateCleanupDelay.
 func (e *Engine) cleanStateDirs(now time.Time) {
-	if e.cfg.InMemoryState || now.Sub(e.lastClean) < time.Minute {
+	if e.cfg.InMemoryState || now.Sub(e.lastClean) < min(time.Minute, e.cfg.StateCleanupDelay) {
 		return
 	}
 	e.lastClean = now
