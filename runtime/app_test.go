@@ -846,3 +846,72 @@ func TestAppBadRecordPolicies(t *testing.T) {
 		}
 	})
 }
+
+// tally sums values per key in its own store and emits every key's total on
+// a wall-clock punctuator.
+type tally struct {
+	ref   runtime.StoreRef[string, int64]
+	ctx   runtime.ProcessorContext[string, int64]
+	store *runtime.KVStore[string, int64]
+}
+
+func (p *tally) Init(ctx runtime.ProcessorContext[string, int64]) error {
+	p.ctx = ctx
+	s, err := runtime.OpenStore(ctx, p.ref)
+	if err != nil {
+		return err
+	}
+	p.store = s
+	ctx.Schedule(50*time.Millisecond, runtime.WallClockTime, func(ts int64) error {
+		var out []runtime.Record[string, int64]
+		err := p.store.Range(nil, nil, func(k string, v int64) bool {
+			out = append(out, runtime.Record[string, int64]{Key: k, Value: v, Timestamp: ts})
+			return true
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range out {
+			if err := p.ctx.Forward(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return nil
+}
+
+func (p *tally) Process(r runtime.Record[string, string]) error {
+	n, _, err := p.store.Get(r.Key)
+	if err != nil {
+		return err
+	}
+	return p.store.Put(r.Key, n+int64(len(r.Value)))
+}
+
+func (p *tally) Close() error { return nil }
+
+func TestAppProcessorAPIWithStoreAndWallClockPunctuator(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 2)
+	c.createTopic("out", 2)
+	b := runtime.NewBuilder()
+	ref := runtime.AddStore(b, "tally", runtime.String(), runtime.Int64())
+	in := runtime.StreamOf(b, "in", runtime.String(), runtime.String())
+	runtime.Process(in, func() runtime.Processor[string, string, string, int64] { return &tally{ref: ref} },
+		[]string{ref.Name()}, runtime.Named("tally-proc")).To("out")
+	app, err := runtime.New(b, c.config(t.TempDir(), "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	c.produce("in", &kgo.Record{Key: []byte("a"), Value: []byte("xx")}, &kgo.Record{Key: []byte("b"), Value: []byte("yyy")},
+		&kgo.Record{Key: []byte("a"), Value: []byte("zzzz")})
+	eventually(t, 30*time.Second, "punctuated totals", func() (bool, string) {
+		got := c.latestInt64("out")
+		return got["a"] == 6 && got["b"] == 3, fmt.Sprint(got)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -182,7 +182,7 @@ func (e *Engine) activateRestored() error {
 			resume[q.topic] = append(resume[q.topic], q.partition)
 		}
 		t.phase = phaseActive
-		t.log.Info("task running")
+		t.log.Debug("task running")
 	}
 	if len(setOffsets) > 0 {
 		e.consumer.SetOffsets(setOffsets)
@@ -250,7 +250,7 @@ func (e *Engine) closeTask(id partition.TaskID, clean bool) {
 	for _, q := range t.queues {
 		delete(e.byTP[q.topic], q.partition)
 	}
-	t.log.Info("task closed", "clean", clean)
+	t.log.Debug("task closed", "clean", clean)
 }
 
 func (e *Engine) setFatal(err error) {
