@@ -63,6 +63,7 @@ func (r *Restorer) loadMeta(ctx context.Context, stores []StoreChangelog) (*task
 		return m, nil
 	}
 
+	ctx = fresh(ctx)
 	details, err := r.adm.ListTopics(ctx, topics...)
 	if err != nil {
 		return nil, fmt.Errorf("list changelog topics: %w", err)
@@ -156,9 +157,15 @@ type probeResult struct {
 	from   int64 // position probed from
 	next   int64 // new position: first data offset >= from, or end
 	leader int32 // refreshed leader, or -1
+	gone   bool  // the topic was deleted or recreated
 }
 
-const maxProbeBackoff = 5 * time.Second
+const (
+	maxProbeBackoff = 5 * time.Second
+	// probeMaxBytes keeps probes small; a broker still returns a whole
+	// first batch however large.
+	probeMaxBytes = 64 << 10
+)
 
 // probeIdle starts probes for partitions that delivered nothing for a while.
 func (r *Restorer) probeIdle(now time.Time) {
@@ -199,6 +206,10 @@ func (r *Restorer) handleProbe(ev event) {
 	if !s.consuming {
 		return
 	}
+	if ev.probe.gone {
+		r.purgeTopic(s.sc.Topic, fmt.Sprintf("changelog %q was deleted or recreated during restore", s.sc.Topic))
+		return
+	}
 	if ev.err != nil {
 		s.probeFails++
 		r.log.Debug("changelog: tail probe failed", "topic", s.sc.Topic, "partition", s.sc.Partition, "err", ev.err)
@@ -210,7 +221,11 @@ func (r *Restorer) handleProbe(ev event) {
 	}
 	if s.pos >= s.end {
 		r.storeDone(s)
+		return
 	}
+	// Data remains: the partition is just slow. Probe it less often until
+	// records arrive.
+	s.probeFails++
 }
 
 // probeTail finds the first committed data record in [from, end) of the
@@ -232,7 +247,7 @@ func (r *Restorer) probeTail(ctx context.Context, sc StoreChangelog, id [16]byte
 		req.ReplicaID = -1
 		req.MaxWaitMillis = 0
 		req.MinBytes = 0
-		req.MaxBytes = 1 << 20
+		req.MaxBytes = probeMaxBytes
 		req.IsolationLevel = 1
 		req.SessionID = 0
 		req.SessionEpoch = -1
@@ -244,7 +259,7 @@ func (r *Restorer) probeTail(ctx context.Context, sc StoreChangelog, id [16]byte
 		rp.FetchOffset = off
 		rp.CurrentLeaderEpoch = -1
 		rp.LogStartOffset = -1
-		rp.PartitionMaxBytes = 1 << 20
+		rp.PartitionMaxBytes = probeMaxBytes
 		rt.Partitions = append(rt.Partitions, rp)
 		req.Topics = append(req.Topics, rt)
 
@@ -262,6 +277,14 @@ func (r *Restorer) probeTail(ctx context.Context, sc StoreChangelog, id [16]byte
 		prp := &resp.Topics[0].Partitions[0]
 		if err := kerr.ErrorForCode(prp.ErrorCode); err != nil {
 			switch {
+			case errors.Is(err, kerr.UnknownTopicID), errors.Is(err, kerr.InconsistentTopicID):
+				// Confirm with fresh metadata: a new topic's
+				// leader may briefly not know its ID yet.
+				details, lerr := r.adm.ListTopics(fresh(ctx), sc.Topic)
+				if lerr == nil {
+					td, ok := details[sc.Topic]
+					res.gone = !ok || td.Err != nil || td.ID != id
+				}
 			case errors.Is(err, kerr.NotLeaderForPartition), errors.Is(err, kerr.FencedLeaderEpoch),
 				errors.Is(err, kerr.UnknownLeaderEpoch), errors.Is(err, kerr.LeaderNotAvailable):
 				if l, lerr := r.leader(ctx, sc); lerr == nil {
@@ -301,7 +324,7 @@ func (r *Restorer) probeTail(ctx context.Context, sc StoreChangelog, id [16]byte
 }
 
 func (r *Restorer) leader(ctx context.Context, sc StoreChangelog) (int32, error) {
-	details, err := r.adm.ListTopics(ctx, sc.Topic)
+	details, err := r.adm.ListTopics(fresh(ctx), sc.Topic)
 	if err != nil {
 		return -1, err
 	}

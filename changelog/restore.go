@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -58,8 +59,12 @@ type Listener interface {
 // StoreChangelog names a store of a task and the changelog partition that
 // restores it (the partition is the task's partition).
 type StoreChangelog struct {
-	Store     string
-	Topic     string
+	// Store is the store's name in the DB (and its key in
+	// Checkpoint.Changelogs).
+	Store string
+	// Topic is the changelog topic, TopicName(app, Store).
+	Topic string
+	// Partition is the task's partition.
 	Partition int32
 }
 
@@ -107,7 +112,8 @@ type RestorerOptions struct {
 	// 10_000).
 	BatchRecords int
 	// BatchBytes caps the key and value bytes of one DB write (default
-	// 32 MiB).
+	// state.DefaultMemTableSize/4). Keep it below half of a Pebble DB's
+	// memtable, or each write forces a flush.
 	BatchBytes int
 	// Logger receives the Restorer's logs (default: discarded).
 	Logger *slog.Logger
@@ -145,14 +151,14 @@ type Restorer struct {
 	wake       chan struct{}
 
 	// Owned by the Run goroutine.
-	runCtx      context.Context
-	runCancel   context.CancelFunc
-	wg          sync.WaitGroup
-	tasks       map[string]*task
-	parts       map[tp]*storeState
-	consuming   int
-	gen         uint64
-	keepControl bool
+	runCtx    context.Context
+	runCancel context.CancelFunc
+	wg        sync.WaitGroup
+	tasks     map[string]*task
+	parts     map[tp]*storeState
+	consuming int
+	gen       uint64
+	knownIDs  map[string][16]byte // topic IDs the client consumed
 }
 
 type tp struct {
@@ -195,7 +201,13 @@ type task struct {
 	wiped      bool
 	wipeReason string
 	dirty      bool // positions moved since the last Apply
+	stopping   bool // a Remove is queued: apply nothing more
+	restarts   int  // restarts from the log start within this Add
 }
+
+// maxRestarts bounds how often one restore starts over because the log
+// start offset moved past it.
+const maxRestarts = 3
 
 type storeState struct {
 	t            *task
@@ -203,7 +215,7 @@ type storeState struct {
 	sc           StoreChangelog
 	id           [16]byte
 	leader       int32
-	start, end   int64
+	end          int64 // end offset (exclusive) to reach
 	pos          int64 // next offset to read
 	consuming    bool
 	done         bool
@@ -220,12 +232,19 @@ type storeState struct {
 
 // NewRestorer returns a Restorer that consumes with cl and lists offsets and
 // metadata with adm. Call Run to start it.
+//
+// cl must be a client without a consumer group, created with
+// kgo.FetchIsolationLevel(kgo.ReadCommitted()) and preferably
+// kgo.KeepControlRecords() (see the package documentation), and must not be
+// used to consume anything else: the Restorer adds and removes its partitions
+// and makes it forget recreated topics. Run checks the group and the
+// isolation level.
 func NewRestorer(cl *kgo.Client, adm *kadm.Client, opts RestorerOptions) *Restorer {
 	if opts.BatchRecords <= 0 {
 		opts.BatchRecords = 10_000
 	}
 	if opts.BatchBytes <= 0 {
-		opts.BatchBytes = 32 << 20
+		opts.BatchBytes = state.DefaultMemTableSize / 4
 	}
 	if opts.TailProbeAfter <= 0 {
 		opts.TailProbeAfter = 100 * time.Millisecond
@@ -239,6 +258,8 @@ func NewRestorer(cl *kgo.Client, adm *kadm.Client, opts RestorerOptions) *Restor
 		wake:  make(chan struct{}, 1),
 		tasks: make(map[string]*task),
 		parts: make(map[tp]*storeState),
+
+		knownIDs: make(map[string][16]byte),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -299,6 +320,18 @@ func (r *Restorer) enqueue(ev event) bool {
 	return true
 }
 
+// removePending reports whether a Remove of task is queued.
+func (r *Restorer) removePending(task string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.events {
+		if r.events[i].kind == evRemove && r.events[i].task == task {
+			return true
+		}
+	}
+	return false
+}
+
 func (r *Restorer) takeEvents() []event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -315,14 +348,6 @@ var errClientClosed = errors.New("changelog: restore client closed")
 // suitable (a group consumer, or not read-committed) or if the client is
 // closed while Run runs. Run may be called once.
 func (r *Restorer) Run(ctx context.Context) error {
-	if g, _ := r.cl.OptValue(kgo.ConsumerGroup).(string); g != "" {
-		return fmt.Errorf("changelog: restore client must not consume as group %q: use a group-less client", g)
-	}
-	if lvl, _ := r.cl.OptValue(kgo.FetchIsolationLevel).(int8); lvl != 1 {
-		return errors.New("changelog: restore client must read committed: create it with kgo.FetchIsolationLevel(kgo.ReadCommitted())")
-	}
-	r.keepControl, _ = r.cl.OptValue(kgo.KeepControlRecords).(bool)
-
 	r.mu.Lock()
 	if r.running || r.stopped {
 		r.mu.Unlock()
@@ -333,6 +358,11 @@ func (r *Restorer) Run(ctx context.Context) error {
 
 	r.runCtx, r.runCancel = context.WithCancel(ctx)
 	defer r.runCancel()
+
+	if err := r.checkClient(); err != nil {
+		r.shutdown(fmt.Errorf("%w: %w", ErrStopped, err))
+		return err
+	}
 
 	for {
 		for _, ev := range r.takeEvents() {
@@ -357,10 +387,23 @@ func (r *Restorer) Run(ctx context.Context) error {
 			r.shutdown(fmt.Errorf("%w: %w", ErrSuspended, errClientClosed))
 			return errClientClosed
 		}
-		now := r.now()
+		now := time.Now() // real time: TailProbeAfter is a real duration
 		r.process(fetches, now)
 		r.probeIdle(now)
 	}
+}
+
+func (r *Restorer) checkClient() error {
+	if g, _ := r.cl.OptValue(kgo.ConsumerGroup).(string); g != "" {
+		return fmt.Errorf("changelog: restore client must not consume as group %q: use a group-less client", g)
+	}
+	if lvl, _ := r.cl.OptValue(kgo.FetchIsolationLevel).(int8); lvl != 1 {
+		return errors.New("changelog: restore client must read committed: create it with kgo.FetchIsolationLevel(kgo.ReadCommitted())")
+	}
+	if keep, _ := r.cl.OptValue(kgo.KeepControlRecords).(bool); !keep {
+		r.log.Debug("changelog: restore client does not keep control records: the ends of transactional changelogs are found by probing")
+	}
+	return nil
 }
 
 // poll polls the client until records arrive, TailProbeAfter passes, or an
@@ -503,10 +546,16 @@ func (r *Restorer) begin(t *task, m *taskMeta) {
 			starts[i] = m.parts[i].start
 		}
 	} else {
-		// The state reflects reads that began no later than the
-		// checkpoint was written; intermediate checkpoints keep that
-		// date (see the package documentation).
-		t.chainStart = cp.Written
+		// A store resumed from a position before its end reflects reads
+		// that began no later than the checkpoint was written, and
+		// intermediate checkpoints keep that date; stores replayed from
+		// the log start began now (see the package documentation).
+		t.chainStart = now
+		for i, sc := range t.req.Stores {
+			if _, has := cp.Changelogs[sc.Store]; has && starts[i] < m.parts[i].end && cp.Written.Before(t.chainStart) {
+				t.chainStart = cp.Written
+			}
+		}
 	}
 	t.cp = state.Checkpoint{Changelogs: maps.Clone(cp.Changelogs), Inputs: maps.Clone(cp.Inputs), Written: cp.Written}
 	t.endListed = m.listedAt
@@ -518,10 +567,15 @@ func (r *Restorer) begin(t *task, m *taskMeta) {
 	adds := make(map[string]map[int32]kgo.Offset)
 	for i, sc := range t.req.Stores {
 		pm := m.parts[i]
+		if known, ok := r.knownIDs[sc.Topic]; ok && known != pm.id {
+			// The client consumed an earlier topic of this name.
+			r.purgeTopic(sc.Topic, fmt.Sprintf("changelog %q was recreated", sc.Topic))
+		}
+		r.knownIDs[sc.Topic] = pm.id
 		s := &storeState{
 			t: t, idx: i, sc: sc, id: pm.id, leader: pm.leader,
-			start: starts[i], end: pm.end, pos: starts[i],
-			lastProgress: now,
+			end: pm.end, pos: starts[i],
+			lastProgress: time.Now(),
 		}
 		t.stores = append(t.stores, s)
 		if s.pos >= s.end {
@@ -609,7 +663,7 @@ func (r *Restorer) process(fetches kgo.Fetches, now time.Time) {
 			for pi := range ft.Partitions {
 				fp := &ft.Partitions[pi]
 				s := r.parts[tp{ft.Topic, fp.Partition}]
-				if s == nil || !s.consuming {
+				if s == nil || !s.consuming || s.t.stopping {
 					continue
 				}
 				if fp.Err != nil {
@@ -620,15 +674,23 @@ func (r *Restorer) process(fetches kgo.Fetches, now time.Time) {
 					continue
 				}
 				if ft.TopicID != ([16]byte{}) && s.id != ([16]byte{}) && ft.TopicID != s.id {
-					r.restart(s.t, fmt.Sprintf("changelog %q was recreated during restore", s.sc.Topic))
+					r.purgeTopic(s.sc.Topic, fmt.Sprintf("changelog %q was recreated during restore", s.sc.Topic))
 					continue
 				}
 				if fp.LogStartOffset > s.pos {
-					if s.t.wiped && s.restored+s.batchN == 0 {
+					switch {
+					case s.t.wiped && s.restored+s.batchN == 0:
 						// Nothing applied yet: starting later is
 						// the same as a full restore.
 						s.pos = fp.LogStartOffset
-					} else {
+					case s.t.restarts >= maxRestarts:
+						// The log start keeps moving (retention
+						// of a compact,delete topic): go on rather
+						// than start over forever.
+						r.log.Warn("changelog: log start offset moved past the restore position, skipping ahead",
+							"task", s.t.req.Task, "topic", s.sc.Topic, "partition", s.sc.Partition, "from", s.pos, "to", fp.LogStartOffset)
+						s.pos = fp.LogStartOffset
+					default:
 						r.restart(s.t, fmt.Sprintf("log start offset of %s[%d] moved past the restore position %d to %d",
 							s.sc.Topic, s.sc.Partition, s.pos, fp.LogStartOffset))
 						continue
@@ -668,6 +730,11 @@ func (r *Restorer) apply(s *storeState, recs []*kgo.Record, now time.Time) {
 			t.dirty = true
 			if err := r.flush(t); err != nil {
 				r.fail(t, err)
+				return
+			}
+			if r.removePending(t.req.Task) {
+				// Stop now rather than after the whole poll.
+				t.stopping = true
 				return
 			}
 		}
@@ -841,7 +908,24 @@ func (r *Restorer) restart(t *task, reason string) {
 	}
 	t.stores = nil
 	t.forceWipe = reason
+	t.restarts++
 	r.startInit(t)
+}
+
+// purgeTopic makes the client forget topic, the way kgo resumes consuming a
+// deleted and recreated topic, and restarts every task restoring from it.
+func (r *Restorer) purgeTopic(topic, reason string) {
+	var tasks []*task
+	for _, s := range r.parts {
+		if s.sc.Topic == topic && s.consuming && !slices.Contains(tasks, s.t) {
+			tasks = append(tasks, s.t)
+		}
+	}
+	r.cl.PurgeTopicsFromClient(topic)
+	delete(r.knownIDs, topic)
+	for _, t := range tasks {
+		r.restart(t, reason)
+	}
 }
 
 // fetchErr handles a partition error from a fetch. Retriable errors are
@@ -849,8 +933,8 @@ func (r *Restorer) restart(t *task, reason string) {
 func (r *Restorer) fetchErr(s *storeState, err error) {
 	switch {
 	case errors.Is(err, kerr.UnknownTopicID), errors.Is(err, kerr.InconsistentTopicID):
-		r.restart(s.t, fmt.Sprintf("changelog %q: %v", s.sc.Topic, err))
-	case errors.Is(err, kerr.OffsetOutOfRange):
+		r.purgeTopic(s.sc.Topic, fmt.Sprintf("changelog %q: %v", s.sc.Topic, err))
+	case errors.Is(err, kerr.OffsetOutOfRange) && s.t.restarts < maxRestarts:
 		r.restart(s.t, fmt.Sprintf("restore position %d of %s[%d] is out of range", s.pos, s.sc.Topic, s.sc.Partition))
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), kerr.IsRetriable(err):
 		r.log.Debug("changelog: retriable fetch error", "topic", s.sc.Topic, "partition", s.sc.Partition, "err", err)

@@ -81,7 +81,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, specs []TopicSpec) erro
 	}
 	sort.Strings(names)
 
-	details, err := adm.ListTopics(ctx, names...)
+	details, err := adm.ListTopics(fresh(ctx), names...)
 	if err != nil {
 		return fmt.Errorf("changelog: list topics: %w", err)
 	}
@@ -125,7 +125,7 @@ func create(ctx context.Context, adm *kadm.Client, spec TopicSpec) error {
 		return fmt.Errorf("changelog: create topic %q: %w", spec.Name, err)
 	}
 	// Somebody else created it meanwhile: check it like an existing topic.
-	details, err := adm.ListTopics(ctx, spec.Name)
+	details, err := adm.ListTopics(fresh(ctx), spec.Name)
 	if err != nil {
 		return fmt.Errorf("changelog: list topic %q: %w", spec.Name, err)
 	}
@@ -151,7 +151,7 @@ func checkPartitions(spec TopicSpec, td kadm.TopicDetail) error {
 // error wrapping kerr.UnknownTopicOrPartition; the IDs found are returned
 // along with the error.
 func TopicIDs(ctx context.Context, adm *kadm.Client, topics ...string) (map[string][16]byte, error) {
-	details, err := adm.ListTopics(ctx, topics...)
+	details, err := adm.ListTopics(fresh(ctx), topics...)
 	if err != nil {
 		return nil, fmt.Errorf("changelog: list topics: %w", err)
 	}
@@ -210,7 +210,7 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, topics ...string) (ma
 	if len(topics) == 0 {
 		return map[string]TopicInfo{}, nil
 	}
-	details, err := adm.ListTopics(ctx, topics...)
+	details, err := adm.ListTopics(fresh(ctx), topics...)
 	if err != nil {
 		return nil, fmt.Errorf("changelog: list topics: %w", err)
 	}
@@ -276,6 +276,14 @@ func DescribeTopics(ctx context.Context, adm *kadm.Client, topics ...string) (ma
 		out[rc.Name] = info
 	}
 	return out, errors.Join(errs...)
+}
+
+// fresh makes kadm requests of ctx bypass the client's metadata cache, which
+// kadm otherwise uses for up to kgo.MetadataMinAge (5 s by default): a topic
+// just created, deleted or recreated would be seen as it was. The fresh
+// answer also refreshes the cache for later requests.
+func fresh(ctx context.Context) context.Context {
+	return kadm.WithAuthorizedOps(ctx)
 }
 
 // retriable reports whether err from a broker interaction is worth retrying:

@@ -353,7 +353,7 @@ type restoreCounter struct {
 	ends     int
 }
 
-func (r *restoreCounter) OnRestoreStart(string, string, string, int32, int64, int64) {}
+func (r *restoreCounter) OnRestoreStart(string, string, string, int32, int64, int64)  {}
 func (r *restoreCounter) OnBatchRestored(string, string, string, int32, int64, int64) {}
 func (r *restoreCounter) OnRestoreEnd(_, store, _ string, _ int32, total int64) {
 	r.mu.Lock()
