@@ -192,7 +192,12 @@ func (e *Engine) purgeRepartitions(ctx context.Context, offsets map[string]map[i
 	purge := kadm.Offsets{}
 	for _, topic := range e.repartTops {
 		for p, o := range offsets[topic] {
-			purge.AddOffset(topic, p, o.Offset, -1)
+			// Keep the last record: a partition purged to its end can lose
+			// its offsets across a broker restart (seen with kfake), and
+			// consumers would then see their committed offset vanish.
+			if o.Offset > 1 {
+				purge.AddOffset(topic, p, o.Offset-1, -1)
+			}
 		}
 	}
 	if len(purge) == 0 {

@@ -69,7 +69,11 @@ type Engine struct {
 	byTP      map[string]map[int32]*task
 	restored  []restoreDone
 	restoreMu sync.Mutex
-	wake      atomic.Pointer[context.CancelFunc]
+	// cpInputs holds the checkpointed input offsets of newly assigned
+	// tasks until franz-go asks adjustFetchOffsets where to start.
+	cpMu     sync.Mutex
+	cpInputs map[string]map[int32]int64
+	wake     atomic.Pointer[context.CancelFunc]
 
 	// Producer results, written from franz-go's goroutines.
 	prodMu     sync.Mutex
@@ -126,6 +130,7 @@ func New(topo *graph.Topology, cfg Config) (*Engine, error) {
 		tasks:     make(map[partition.TaskID]*task),
 		byTP:      make(map[string]map[int32]*task),
 		clOffsets: make(map[string]map[int32]int64),
+		cpInputs:  make(map[string]map[int32]int64),
 	}
 	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
 	subs, err := resolveSubtopologies(topo, cfg.AppID)
@@ -337,6 +342,7 @@ func (e *Engine) openClients() error {
 		kgo.OnPartitionsAssigned(e.onAssigned),
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onLost),
+		kgo.AdjustFetchOffsetsFn(e.adjustFetchOffsets),
 	)...)
 	if err != nil {
 		e.producer.Close()

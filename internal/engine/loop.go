@@ -104,6 +104,11 @@ func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		case errors.Is(err, kgo.ErrClientClosed):
 			firstFatal = err
+		case isDataLoss(err):
+			// The broker lost records we had not read (or a topic was
+			// recreated); franz-go resets and goes on. Nothing to redo
+			// here, but it must be visible.
+			e.log.Error("data loss on an input partition; continuing from the reset offset", "topic", topic, "partition", p, "err", err)
 		case isRetriable(err):
 			e.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
 		default:
@@ -225,4 +230,9 @@ func (e *Engine) cleanStateDirs(now time.Time) {
 		}
 		e.log.Info("removed state of an unowned task", "task", ent.Name())
 	}
+}
+
+func isDataLoss(err error) bool {
+	var dl *kgo.ErrDataLoss
+	return errors.As(err, &dl)
 }

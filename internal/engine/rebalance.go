@@ -102,6 +102,22 @@ func (e *Engine) openTask(id partition.TaskID) (*task, error) {
 		}
 	}
 	t.batch = state.NewBatch(t.db)
+	cp, ok, err := t.db.Checkpoint()
+	if err != nil {
+		return nil, fmt.Errorf("task %s: read checkpoint: %w", id, err)
+	}
+	if ok {
+		e.cpMu.Lock()
+		for _, q := range t.queues {
+			if off, ok := cp.Inputs[inputKey(q.topic, q.partition)]; ok {
+				if e.cpInputs[q.topic] == nil {
+					e.cpInputs[q.topic] = make(map[int32]int64)
+				}
+				e.cpInputs[q.topic][q.partition] = off
+			}
+		}
+		e.cpMu.Unlock()
+	}
 	for _, name := range s.stores {
 		t.stores[name] = &storeHandle{t: t, name: name}
 	}
@@ -140,8 +156,6 @@ func (e *Engine) activateRestored() error {
 		return nil
 	}
 	resume := make(map[string][]int32)
-	setOffsets := make(map[string]map[int32]kgo.EpochOffset)
-	committed := e.consumer.CommittedOffsets()
 	for _, d := range done {
 		t := e.tasks[d.id]
 		if t == nil || t.phase != phaseRestoring {
@@ -159,38 +173,39 @@ func (e *Engine) activateRestored() error {
 			return err
 		}
 		for _, q := range t.queues {
-			// The store may be ahead of the group's committed offset
-			// (a crash after the store commit, before the offset
-			// commit): resume from the store's position so nothing is
-			// applied twice.
-			start := int64(-1)
-			if c, ok := committed[q.topic][q.partition]; ok {
-				start = c.Offset
-			}
-			if off, ok := cp.Inputs[inputKey(q.topic, q.partition)]; ok && off > start {
-				if setOffsets[q.topic] == nil {
-					setOffsets[q.topic] = make(map[int32]kgo.EpochOffset)
-				}
-				setOffsets[q.topic][q.partition] = kgo.EpochOffset{Epoch: -1, Offset: off}
-				t.log.Info("resuming from the local checkpoint, ahead of the committed offset", "topic", q.topic, "partition", q.partition, "checkpoint", off, "committed", start)
-				start = off
-				// Records fetched from the older position are skipped.
-				q.recs = q.recs[:0]
-				q.head = 0
-			}
-			q.next = start
 			resume[q.topic] = append(resume[q.topic], q.partition)
 		}
 		t.phase = phaseActive
 		t.log.Debug("task running")
 	}
-	if len(setOffsets) > 0 {
-		e.consumer.SetOffsets(setOffsets)
-	}
 	if len(resume) > 0 {
 		e.consumer.ResumeFetchPartitions(resume)
 	}
 	return nil
+}
+
+// adjustFetchOffsets starts a partition at the task's checkpointed input
+// offset when the store is ahead of the group's committed offset (a crash
+// between the store commit and the offset commit), so a local restart does
+// not apply input twice. franz-go calls it after onAssigned, before fetching.
+func (e *Engine) adjustFetchOffsets(_ context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	e.cpMu.Lock()
+	defer e.cpMu.Unlock()
+	for topic, parts := range offsets {
+		for p, o := range parts {
+			cp, ok := e.cpInputs[topic][p]
+			if !ok {
+				continue
+			}
+			delete(e.cpInputs[topic], p)
+			if committed := o.EpochOffset().Offset; cp > committed {
+				e.log.Info("resuming from the local checkpoint, ahead of the committed offset",
+					"topic", topic, "partition", p, "checkpoint", cp, "committed", committed)
+				parts[p] = kgo.NewOffset().At(cp).WithEpoch(-1)
+			}
+		}
+	}
+	return offsets, nil
 }
 
 // onRevoked commits the work of every task (so the new owners start exactly

@@ -260,9 +260,6 @@ func (t *task) process(budget int, now time.Time) (int, error) {
 			break
 		}
 		r := q.pop()
-		if q.next >= 0 && r.Offset < q.next {
-			continue // already reflected in the store (checkpoint ahead of committed offsets)
-		}
 		if err := t.processRecord(q, r); err != nil {
 			return n, err
 		}

@@ -1,0 +1,393 @@
+// Command orders runs the order-portfolio scenario of ORDERS.md: it
+// generates order-line events (unless the topics already hold some),
+// processes them with choreo into an always-current portfolio per
+// customer, waits until everything is processed, stops, and checks the
+// order-portfolio topic against a model computed from the input topics.
+//
+// With no -brokers it starts an embedded Kafka-protocol broker (kfake)
+// that keeps its data in <state>/broker on a port remembered in
+// <state>/broker.port, so a second run sees the first run's topics, group
+// offsets and state, and continues where it stopped.
+//
+//	go run ./examples/orders                 # default load: 140,000 events as a burst
+//	go run ./examples/orders -rate peak      # the same at the peak-hour rate (39/s)
+//	go run ./examples/orders                 # again: no new events, just check
+//	go run ./examples/orders -count 10000    # 10,000 more events
+//
+// The exit code is 0 when the portfolio equals the model, 1 when it does
+// not or something failed, 2 for bad flags and 130 when interrupted.
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/examples/orders/orders"
+	"github.com/choreo-go/choreo/internal/testbroker"
+	"github.com/choreo-go/choreo/runtime"
+)
+
+type config struct {
+	brokers      []string
+	state        string
+	count        int
+	countSet     bool
+	rate         float64
+	seed         uint64
+	skew         float64
+	partitions   int
+	priceChanges int
+	deletes      int
+}
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := scenario(ctx, log, cfg); err != nil {
+		if ctx.Err() != nil {
+			log.Warn("interrupted", "err", err)
+			return 130
+		}
+		log.Error("orders failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string) (config, error) {
+	var (
+		c         config
+		brokers   string
+		rate      string
+		guarantee string
+	)
+	fs := flag.NewFlagSet("orders", flag.ContinueOnError)
+	fs.StringVar(&brokers, "brokers", "", "comma-separated seed brokers; empty starts an embedded broker in <state>/broker")
+	fs.StringVar(&c.state, "state", "./orders-state", "state directory (app stores; embedded broker data)")
+	fs.IntVar(&c.count, "count", orders.DefaultEvents, "order-line events to generate (0: generate nothing); by default none when order-lines already holds events")
+	fs.StringVar(&rate, "rate", "0", "events per second, or \"peak\" (39/s); 0 = as fast as possible")
+	fs.Uint64Var(&c.seed, "seed", 1, "generator seed: the same seed gives the same load")
+	fs.Float64Var(&c.skew, "skew", orders.DefaultSkew, "Zipf exponent (> 1) of orders per customer; 0 = uniform")
+	fs.StringVar(&guarantee, "guarantee", "at-least-once", "processing guarantee: at-least-once (exactly-once is not in this runtime yet)")
+	fs.IntVar(&c.partitions, "partitions", 6, "partitions of the input topics when creating them")
+	fs.IntVar(&c.priceChanges, "price-changes", 0, "product price changes produced mid-stream")
+	fs.IntVar(&c.deletes, "deletes", 0, "products deleted (tombstone) mid-stream")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { c.countSet = c.countSet || f.Name == "count" })
+	for _, b := range strings.Split(brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.brokers = append(c.brokers, b)
+		}
+	}
+	switch rate {
+	case "peak":
+		c.rate = orders.PeakRate
+	default:
+		r, err := strconv.ParseFloat(rate, 64)
+		if err != nil || r < 0 {
+			return c, fmt.Errorf("-rate %q: want events per second or \"peak\"", rate)
+		}
+		c.rate = r
+	}
+	switch guarantee {
+	case "at-least-once":
+	case "exactly-once":
+		// runtime.Config has no processing-guarantee setting yet.
+		return c, errors.New("-guarantee exactly-once: not supported by this version of the runtime")
+	default:
+		return c, fmt.Errorf("-guarantee %q: want at-least-once or exactly-once", guarantee)
+	}
+	if c.count < 0 || c.partitions <= 0 || c.priceChanges < 0 || c.deletes < 0 {
+		return c, errors.New("-count, -price-changes and -deletes must not be negative, -partitions must be positive")
+	}
+	return c, nil
+}
+
+func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
+	if err := os.MkdirAll(cfg.state, 0o755); err != nil {
+		return err
+	}
+	if len(cfg.brokers) == 0 {
+		br, err := startEmbedded(cfg.state)
+		if err != nil {
+			return err
+		}
+		defer br.Close()
+		cfg.brokers = br.Addrs()
+		log.Info("embedded broker", "addr", cfg.brokers[0], "data", filepath.Join(cfg.state, "broker"))
+	}
+	cl, err := kgo.NewClient(append(orders.ProducerOpts(), kgo.SeedBrokers(cfg.brokers...))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+
+	if err := orders.CreateTopics(ctx, adm, int32(cfg.partitions)); err != nil {
+		return err
+	}
+	existing, err := heldRecords(ctx, adm, orders.TopicOrderLines)
+	if err != nil {
+		return err
+	}
+	gen := orders.DefaultOptions(cfg.seed)
+	gen.Skew, gen.Rate = cfg.skew, cfg.rate
+	gen.PriceChanges, gen.Deletes = cfg.priceChanges, cfg.deletes
+	count := cfg.count
+	switch {
+	case existing > 0 && !cfg.countSet:
+		log.Info("order-lines already holds events: generating none", "events", existing)
+		count = 0
+	case existing > 0 && count > 0:
+		// New orders and seqs after the existing ones.
+		gen.IDBase = int(existing)
+	}
+	gen.Lines, gen.MaxEvents = orders.LinesFor(count), count
+	if err := gen.Validate(); err != nil {
+		return err
+	}
+	before, err := committedRecords(ctx, adm, orders.TopicOrderLines)
+	if err != nil {
+		return err
+	}
+
+	b := runtime.NewBuilder()
+	orders.Topology(b)
+	app, err := runtime.New(b, runtime.Config{
+		Brokers:       cfg.brokers,
+		ApplicationID: orders.AppID,
+		StateDir:      cfg.state,
+		Logger:        log,
+	})
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	appCtx, stopApp := context.WithCancel(ctx)
+	defer stopApp()
+	runDone := make(chan error, 1)
+	go func() { runDone <- app.Run(appCtx) }()
+	log.Info("app started", "generate", count, "rate", cfg.rate, "seed", cfg.seed)
+
+	var produced atomic.Int64
+	produceDone := make(chan error, 1)
+	if count > 0 {
+		go func() {
+			produceDone <- orders.Produce(ctx, cl, gen, func(n int) { produced.Store(int64(n)) })
+		}()
+	} else {
+		produceDone <- nil
+	}
+
+	progress := newProgress()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var waitDone chan error
+	for done := false; !done; {
+		select {
+		case err := <-produceDone:
+			if err != nil {
+				return fmt.Errorf("produce: %w", err)
+			}
+			log.Info("input produced; waiting until processed", "events", produced.Load())
+			waitDone = make(chan error, 1)
+			go func() {
+				waitDone <- orders.WaitProcessed(appCtx, cl, orders.AppID, orders.SourceTopics(orders.AppID))
+			}()
+		case err := <-waitDone:
+			if err != nil {
+				return err
+			}
+			done = true
+		case err := <-runDone:
+			return fmt.Errorf("app stopped before processing everything: %v", err)
+		case <-ctx.Done():
+			app.Close()
+			return ctx.Err()
+		case <-tick.C:
+			out, _ := heldRecords(ctx, adm, orders.TopicPortfolio)
+			progress.show(log, produced.Load(), out)
+		}
+	}
+	elapsed := time.Since(start)
+	progress.end()
+	app.Close()
+	if err := <-runDone; err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	log.Info("app stopped")
+
+	after, err := committedRecords(ctx, adm, orders.TopicOrderLines)
+	if err != nil {
+		return err
+	}
+	in, err := orders.ReadInputs(ctx, cl)
+	if err != nil {
+		return err
+	}
+	want, st := orders.Evaluate(in)
+	got, err := orders.ReadPortfolioTopic(ctx, cl)
+	if err != nil {
+		return err
+	}
+	processed := after - before
+	fmt.Printf("events: %d in order-lines (%d processed this run in %v: %.0f events/s), %d undecodable\n",
+		st.Events, processed, elapsed.Round(time.Millisecond), float64(processed)/elapsed.Seconds(), in.Undecodable)
+	fmt.Printf("products: %d records, %d products; dropped by the join: %d events; lines: %d; portfolio rows: %d\n",
+		st.ProductRecords, st.Products, st.Dropped, st.Lines, len(got))
+	printLargest(got, 5)
+	if diff := orders.Diff(want, got); len(diff) > 0 {
+		fmt.Printf("order-portfolio topic DIFFERS from the model: %d customers\n", len(diff))
+		for _, d := range diff[:min(len(diff), 20)] {
+			fmt.Println("  " + d)
+		}
+		return errors.New("portfolio differs from the model")
+	}
+	fmt.Printf("order-portfolio topic equals the model (%d customers)\n", len(want))
+	return nil
+}
+
+// startEmbedded starts kfake with its data in <state>/broker, on the port
+// remembered in <state>/broker.port (a free one, remembered, on the first run).
+func startEmbedded(state string) (*testbroker.Broker, error) {
+	portFile := filepath.Join(state, "broker.port")
+	opts := testbroker.Options{DataDir: filepath.Join(state, "broker")}
+	if raw, err := os.ReadFile(portFile); err == nil {
+		p, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", portFile, err)
+		}
+		opts.Ports = []int{p}
+	}
+	br, err := testbroker.Start(opts)
+	if err != nil {
+		return nil, err
+	}
+	addr := br.Addrs()[0]
+	port := addr[strings.LastIndexByte(addr, ':')+1:]
+	if err := os.WriteFile(portFile, []byte(port+"\n"), 0o644); err != nil {
+		br.Close()
+		return nil, err
+	}
+	return br, nil
+}
+
+// heldRecords is the number of offsets between start and end of topic.
+func heldRecords(ctx context.Context, adm *kadm.Client, topic string) (int64, error) {
+	starts, err := adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	if err := ends.Error(); err != nil {
+		return 0, err
+	}
+	var n int64
+	ends.Each(func(e kadm.ListedOffset) {
+		s, _ := starts.Lookup(e.Topic, e.Partition)
+		n += e.Offset - s.Offset
+	})
+	return n, nil
+}
+
+// committedRecords sums the app's committed offsets on topic.
+func committedRecords(ctx context.Context, adm *kadm.Client, topic string) (int64, error) {
+	offs, err := adm.FetchOffsetsForTopics(ctx, orders.AppID, topic)
+	if err == nil {
+		err = offs.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.At > 0 {
+			n += o.At
+		}
+	})
+	return n, nil
+}
+
+func printLargest(got map[string]orders.Portfolio, n int) {
+	rows := make([]orders.Portfolio, 0, len(got))
+	for _, p := range got {
+		rows = append(rows, p)
+	}
+	slices.SortFunc(rows, func(a, b orders.Portfolio) int {
+		return cmp.Or(cmp.Compare(b.Lines(), a.Lines()), cmp.Compare(a.CustomerID, b.CustomerID))
+	})
+	fmt.Println("largest customers:")
+	fmt.Printf("  %-8s %8s %9s %8s %9s %18s  %s\n", "customer", "open", "confirmed", "shipped", "cancelled", "open value", "last event")
+	for _, p := range rows[:min(n, len(rows))] {
+		fmt.Printf("  %-8s %8d %9d %8d %9d %18.2f  %s\n", p.CustomerID, p.OpenLines, p.ConfirmedLines, p.ShippedLines,
+			p.CancelledLines, float64(p.OpenValueCents)/100, time.UnixMilli(p.LastEventTime).UTC().Format(time.RFC3339))
+	}
+}
+
+// progress shows one line of progress: rewritten in place on a terminal,
+// logged every few seconds otherwise.
+type progress struct {
+	tty  bool
+	last time.Time
+}
+
+func newProgress() *progress {
+	fi, err := os.Stderr.Stat()
+	return &progress{tty: err == nil && fi.Mode()&os.ModeCharDevice != 0}
+}
+
+func (p *progress) show(log *slog.Logger, produced, out int64) {
+	if p.tty {
+		fmt.Fprintf(os.Stderr, "\r  events produced %9d   portfolio records out %9d ", produced, out)
+		return
+	}
+	if time.Since(p.last) >= 5*time.Second {
+		p.last = time.Now()
+		log.Info("progress", "events_produced", produced, "portfolio_records_out", out)
+	}
+}
+
+func (p *progress) end() {
+	if p.tty {
+		fmt.Fprintln(os.Stderr)
+	}
+}
