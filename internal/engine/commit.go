@@ -51,7 +51,7 @@ func (e *Engine) commit(ctx context.Context) error {
 					v = []byte{} // an empty value is not a tombstone
 				}
 			}
-			e.producer.Produce(nil, &kgo.Record{Topic: topic, Partition: t.id.Partition, Key: m.Key, Value: v}, e.changelogPromise)
+			e.producer.Produce(context.Background(), &kgo.Record{Topic: topic, Partition: t.id.Partition, Key: m.Key, Value: v}, e.changelogPromise)
 			cl++
 			return nil
 		})

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -309,7 +310,7 @@ func (t *task) guarded(fn func() error) (err error) {
 			return
 		}
 		for _, rec := range t.sends {
-			t.e.producer.Produce(nil, rec, t.e.sendPromise)
+			t.e.producer.Produce(context.Background(), rec, t.e.sendPromise)
 		}
 		clear(t.sends)
 		t.sends = t.sends[:0]
