@@ -88,8 +88,11 @@ func (c *cluster) readAll(topic string) []*kgo.Record {
 	if len(want) == 0 {
 		return nil
 	}
+	// Control records (transaction markers) are kept so that a partition
+	// ending in a marker is known to be read to its end.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.broker.Addrs()...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords())
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -101,7 +104,9 @@ func (c *cluster) readAll(topic string) []*kgo.Record {
 			c.t.Fatalf("reading %s: %v (still waiting for %v)", topic, ctx.Err(), want)
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
+			}
 			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
 				delete(want, r.Partition)
 			}
@@ -914,5 +919,139 @@ func TestAppProcessorAPIWithStoreAndWallClockPunctuator(t *testing.T) {
 	})
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func eosConfig(c *cluster, dir, instance string) runtime.Config {
+	cfg := c.config(dir, instance)
+	cfg.Guarantee = runtime.ExactlyOnce
+	cfg.TransactionTimeout = 5 * time.Second
+	return cfg
+}
+
+func TestAppExactlyOnceCrashesNeverDoubleCount(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 2000, 40)
+	dir := t.TempDir()
+	start := func() (*runtime.App, chan error, context.CancelFunc) {
+		app, err := runtime.New(countTopology(), eosConfig(c, dir, "i1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		errc := make(chan error, 1)
+		go func() { errc <- app.Run(ctx) }()
+		return app, errc, cancel
+	}
+	awaitCrash := func(errc chan error) {
+		t.Helper()
+		select {
+		case err := <-errc:
+			if err == nil {
+				t.Fatal("Run returned nil after a simulated crash")
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("simulated crash did not happen")
+		}
+	}
+
+	// 1. Crash after the transaction committed, before the stores applied
+	// it: the restart must replay the changelog tail, not the input.
+	app, errc, cancel := start()
+	eventually(t, 30*time.Second, "first counts", equalCounts(c, want))
+	apptest.CrashAt(app, apptest.AfterFlush)
+	for k, v := range produceCounts(c, 2000, 500, 40) {
+		want[k] += v
+	}
+	awaitCrash(errc)
+	cancel()
+	tail := checkpointedTail(t, c, dir, "count-app", "counts")
+	if tail == 0 {
+		t.Fatal("no committed changelog records after the checkpoint: the crash point was not exercised")
+	}
+
+	// 2. Restart, then crash abruptly mid-stream (nothing committed, the
+	// open transaction is left to be fenced).
+	rc := &restoreCounter{}
+	app2, err := runtime.New(countTopology(), func() runtime.Config {
+		cfg := eosConfig(c, dir, "i1")
+		cfg.RestoreListener = rc
+		return cfg
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	apptest.CrashOnClose(app2)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	errc2 := make(chan error, 1)
+	go func() { errc2 <- app2.Run(ctx2) }()
+	eventually(t, 30*time.Second, "running after the first crash", func() (bool, string) {
+		return app2.State() == runtime.Running, app2.State().String()
+	})
+	if got := rc.total("counts"); got != tail {
+		t.Fatalf("restored %d changelog records, %d committed after the checkpoint", got, tail)
+	}
+	for k, v := range produceCounts(c, 2500, 500, 40) {
+		want[k] += v
+	}
+	cancel2()
+	<-errc2
+
+	// 3. A last clean run: counts are exact, never double.
+	app3, err := runtime.New(countTopology(), eosConfig(c, dir, "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app3)
+	for k, v := range produceCounts(c, 3000, 300, 40) {
+		want[k] += v
+	}
+	eventually(t, 60*time.Second, "exact counts", equalCounts(c, want))
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := c.latestInt64("out")
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("key %s = %d, want exactly %d", k, got[k], v)
+		}
+	}
+	t.Logf("exactly-once: %d changelog records replayed after the crash between commit and store apply", tail)
+}
+
+func TestAppExactlyOnceRebalanceAbortsAndKeepsCountsExact(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	want := produceCounts(c, 0, 3000, 40)
+	a1, err := runtime.New(countTopology(), eosConfig(c, t.TempDir(), "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1 := running(t, a1)
+	eventually(t, 30*time.Second, "counts", equalCounts(c, want))
+	// A second instance joins while input flows: tasks move, open
+	// transactions abort, and nothing is counted twice.
+	a2, err := runtime.New(countTopology(), eosConfig(c, t.TempDir(), "i2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop2 := running(t, a2)
+	for i := range 10 {
+		for k, v := range produceCounts(c, 3000+i*200, 200, 40) {
+			want[k] += v
+		}
+	}
+	eventually(t, 60*time.Second, "exact counts after the rebalance", equalCounts(c, want))
+	if err := errors.Join(stop1(), stop2()); err != nil {
+		t.Fatal(err)
+	}
+	got := c.latestInt64("out")
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("key %s = %d, want exactly %d", k, got[k], v)
+		}
 	}
 }

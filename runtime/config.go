@@ -42,9 +42,22 @@ type Config struct {
 	// changelogs on every start.
 	InMemoryState bool
 
+	// Guarantee is the processing guarantee: AtLeastOnce (default) or
+	// ExactlyOnce.
+	Guarantee Guarantee
+	// TransactionTimeout bounds a transaction under ExactlyOnce (default
+	// 10 s). If an instance dies with a transaction open, consumers of its
+	// output and the instances that take over its tasks wait up to this
+	// long for the broker to abort it (a restart under the same InstanceID
+	// aborts it at once). An outage longer than this fences the producer;
+	// the app then recovers by itself with a new one. The broker caps it
+	// with transaction.max.timeout.ms.
+	TransactionTimeout time.Duration
+
 	// CommitInterval is how often processed work is committed: produced
 	// records flushed, stores written with their checkpoint, input offsets
-	// committed. Default 1 s.
+	// committed. Default 1 s under AtLeastOnce; 100 ms under ExactlyOnce,
+	// where outputs become visible only at commit.
 	CommitInterval time.Duration
 	// CommitMaxRecords commits early once the pending store writes of all
 	// tasks reach this many distinct keys. Default 200,000.
@@ -112,6 +125,24 @@ type Config struct {
 	StateListener func(from, to State)
 }
 
+// Guarantee is the processing guarantee.
+type Guarantee = engine.Guarantee
+
+// Processing guarantees.
+const (
+	// AtLeastOnce: after a crash, input since the last commit is processed
+	// again; aggregates may count it twice (as in Kafka Streams).
+	AtLeastOnce = engine.AtLeastOnce
+	// ExactlyOnce: each commit puts sink and repartition records, changelog
+	// records and the input offsets in one Kafka transaction (one
+	// transactional producer per instance, transactional.id
+	// <ApplicationID>-<InstanceID>); stores apply a commit only after the
+	// transaction committed, so local state never runs ahead of Kafka and a
+	// restart replays only the changelog tail. Readers of the outputs must
+	// read committed.
+	ExactlyOnce = engine.ExactlyOnce
+)
+
 // RestoreListener observes changelog restores, like Kafka Streams'
 // StateRestoreListener. Its methods are called from the restore goroutine
 // and must not block.
@@ -141,6 +172,8 @@ func (c Config) engineConfig() engine.Config {
 		Brokers:                  c.Brokers,
 		StateDir:                 c.StateDir,
 		InMemoryState:            c.InMemoryState,
+		Guarantee:                c.Guarantee,
+		TransactionTimeout:       c.TransactionTimeout,
 		CommitInterval:           c.CommitInterval,
 		CommitMaxRecords:         c.CommitMaxRecords,
 		CommitMaxBytes:           c.CommitMaxBytes,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -14,7 +15,15 @@ import (
 	"github.com/choreo-go/choreo/state"
 )
 
-// commit runs the at-least-once commit protocol for every active task:
+// commit commits the work of every active task; see doc.go.
+func (e *Engine) commit(ctx context.Context) error {
+	if e.session != nil {
+		return e.commitTxn(ctx)
+	}
+	return e.commitALOS(ctx)
+}
+
+// commitALOS runs the at-least-once commit protocol:
 //
 //  1. produce each task's dirty store entries to its changelog partitions;
 //  2. flush the producer (changelog, repartition and sink records);
@@ -25,21 +34,157 @@ import (
 // A crash between any two steps is safe: before 3 the store and the group
 // both still point before the batch; between 3 and 4 the store is ahead of
 // the group, and a local restart resumes from the store's input offsets.
-func (e *Engine) commit(ctx context.Context) error {
+func (e *Engine) commitALOS(ctx context.Context) error {
 	start := time.Now()
 	e.lastCommit = e.cfg.Now()
+	active := e.tasksWithWork()
+	if len(active) == 0 {
+		return nil
+	}
+	n := e.produceChangelogs(active)
+	if err := e.flush(ctx); err != nil {
+		return err
+	}
+	if err := e.takeProduceError(); err != nil {
+		return err
+	}
+	if CrashPoint(e.crashAt.Load()) == CrashAfterFlush {
+		return errTestCrash
+	}
+	offsets, err := e.applyBatches(active)
+	if err != nil {
+		return err
+	}
+	if CrashPoint(e.crashAt.Load()) == CrashAfterStoreCommit {
+		return errTestCrash
+	}
+	if len(offsets) > 0 {
+		if err := e.commitOffsets(ctx, offsets); err != nil {
+			return err
+		}
+	}
+	e.purgeRepartitions(ctx, offsets)
+	e.log.Debug("committed", "tasks", len(active), "changelog_records", n, "took", time.Since(start))
+	return nil
+}
+
+// commitTxn runs the exactly-once commit: the open transaction holds the
+// outputs of every processed record; add the changelog records, end it
+// (franz-go's session commits the consumed offsets in it), and only when it
+// committed apply the store batches with their checkpoints. If it aborted
+// (a rebalance doomed it) every task drops its pending work and the
+// consumer rewinds to the committed offsets. If its outcome is unknown, or
+// the producer was fenced, the group member is recreated: tasks reopen and
+// replay their changelog tails, read committed, from their checkpoints.
+func (e *Engine) commitTxn(ctx context.Context) error {
+	start := time.Now()
+	e.lastCommit = e.cfg.Now()
+	doomed := e.txnDoomed
+	if !doomed {
+		// The session commits the consumer's polled positions, so every
+		// polled record must be processed before the transaction ends.
+		now := e.cfg.Now()
+		for _, t := range e.tasks {
+			if t.phase == phaseActive {
+				if _, err := t.process(math.MaxInt, now, true); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	active := e.tasksWithWork()
+	if len(active) == 0 && !doomed {
+		return nil
+	}
+	n := 0
+	if !doomed {
+		n = e.produceChangelogs(active)
+	}
+	perr := e.takeProduceError()
+	try := kgo.TryCommit
+	if doomed || perr != nil {
+		try = kgo.TryAbort
+	}
+	committed, err := e.session.End(context.WithoutCancel(ctx), try)
+	e.txnDoomed = false
+	if err != nil {
+		return e.resetGroupMember(err)
+	}
+	if perr != nil {
+		return perr
+	}
+	if committed {
+		if CrashPoint(e.crashAt.Load()) == CrashAfterFlush {
+			return errTestCrash
+		}
+		if _, err := e.applyBatches(active); err != nil {
+			return err
+		}
+		if CrashPoint(e.crashAt.Load()) == CrashAfterStoreCommit {
+			return errTestCrash
+		}
+		e.lc.brokerOK()
+	} else {
+		e.log.Info("transaction aborted after a rebalance; pending work dropped", "tasks", len(active))
+		for _, t := range e.tasks {
+			if t.phase == phaseActive {
+				t.dropPending()
+			}
+		}
+	}
+	if err := e.session.Begin(); err != nil {
+		return e.resetGroupMember(err)
+	}
+	e.log.Debug("transaction ended", "committed", committed, "tasks", len(active), "changelog_records", n, "took", time.Since(start))
+	return nil
+}
+
+// resetGroupMember recovers from a transaction whose outcome is unknown or
+// whose producer was fenced (an outage longer than the transaction
+// timeout): drop every task's pending work, close the session, and join
+// again with a new one under the same transactional id. The new assignment
+// reopens the tasks, which replay only their changelog tails.
+func (e *Engine) resetGroupMember(cause error) error {
+	if isAuthError(cause) {
+		return fmt.Errorf("transaction: %w", cause)
+	}
+	e.log.Warn("transaction failed; dropping pending work and rejoining with a new producer session", "err", cause)
+	e.detached.Store(true)
+	for id := range e.tasks {
+		e.closeTask(id, false)
+	}
+	e.session.CloseAllowingRebalance()
+	e.detached.Store(false)
+	e.session = nil
+	for attempt := 0; ; attempt++ {
+		err := e.openGroupClients()
+		if err == nil {
+			return nil
+		}
+		if errors.Is(err, ErrInvalidConfig) || attempt > 100 {
+			return err
+		}
+		e.log.Warn("recreating the transactional session", "err", err)
+		time.Sleep(backoff(attempt))
+	}
+}
+
+func (e *Engine) tasksWithWork() []*task {
 	var active []*task
 	for _, t := range e.tasks {
 		if t.phase == phaseActive && (t.pending > 0 || t.batch.Len() > 0) {
 			active = append(active, t)
 		}
 	}
-	if len(active) == 0 {
-		return nil
-	}
-	cl := 0
+	return active
+}
+
+// produceChangelogs sends the latest value of every dirty key of each task
+// to its changelog partition.
+func (e *Engine) produceChangelogs(active []*task) int {
+	n := 0
 	for _, t := range active {
-		err := t.batch.ForEach(func(m state.Mutation) error {
+		_ = t.batch.ForEach(func(m state.Mutation) error {
 			topic, ok := e.changelogs[m.Store]
 			if !ok {
 				return nil
@@ -52,27 +197,24 @@ func (e *Engine) commit(ctx context.Context) error {
 				}
 			}
 			e.producer.Produce(context.Background(), &kgo.Record{Topic: topic, Partition: t.id.Partition, Key: m.Key, Value: v}, e.changelogPromise)
-			cl++
+			n++
 			return nil
 		})
-		if err != nil {
-			return err
-		}
 	}
-	if err := e.flush(ctx); err != nil {
-		return err
-	}
-	e.prodMu.Lock()
-	perr := e.prodErr
-	e.prodErr = nil
-	e.prodMu.Unlock()
-	if perr != nil {
-		return perr
-	}
-	if CrashPoint(e.crashAt.Load()) == CrashAfterFlush {
-		return errTestCrash
-	}
+	return n
+}
 
+func (e *Engine) takeProduceError() error {
+	e.prodMu.Lock()
+	defer e.prodMu.Unlock()
+	err := e.prodErr
+	e.prodErr = nil
+	return err
+}
+
+// applyBatches writes each task's batch with its new checkpoint and returns
+// the input offsets to commit.
+func (e *Engine) applyBatches(active []*task) (map[string]map[int32]kgo.EpochOffset, error) {
 	offsets := make(map[string]map[int32]kgo.EpochOffset)
 	now := e.cfg.Now()
 	for _, t := range active {
@@ -108,30 +250,16 @@ func (e *Engine) commit(ctx context.Context) error {
 					offsets[q.topic] = make(map[int32]kgo.EpochOffset)
 				}
 				offsets[q.topic][q.partition] = kgo.EpochOffset{Epoch: q.leaderEpoch, Offset: q.next}
+				q.dirty = false
 			}
 		}
 		if err := t.batch.Commit(&cp, false); err != nil {
-			return fmt.Errorf("task %s: commit store: %w", t.name, err)
+			return nil, fmt.Errorf("task %s: commit store: %w", t.name, err)
 		}
 		t.cp = cp
 		t.pending = 0
 	}
-	if CrashPoint(e.crashAt.Load()) == CrashAfterStoreCommit {
-		return errTestCrash
-	}
-	if len(offsets) > 0 {
-		if err := e.commitOffsets(ctx, offsets); err != nil {
-			return err
-		}
-		for _, t := range active {
-			for _, q := range t.queues {
-				q.dirty = false
-			}
-		}
-	}
-	e.purgeRepartitions(ctx, offsets)
-	e.log.Debug("committed", "tasks", len(active), "changelog_records", cl, "took", time.Since(start))
-	return nil
+	return offsets, nil
 }
 
 // flush waits for every produced record; during an outage it keeps waiting
@@ -212,33 +340,31 @@ func (e *Engine) purgeRepartitions(ctx context.Context, offsets map[string]map[i
 	}()
 }
 
-// shutdown commits, closes tasks and leaves the group.
-func (e *Engine) shutdown(commit bool) error {
-	ctx := context.Background()
+// shutdown closes the tasks and the clients and leaves the group; the loop
+// has made the final commit.
+func (e *Engine) shutdown() {
 	e.mu.Lock()
-	var err error
-	if commit && e.fatal == nil {
-		err = e.commit(ctx)
-	}
 	for id := range e.tasks {
-		e.closeTask(id, err == nil)
+		e.closeTask(id, true)
 	}
 	e.mu.Unlock()
 	memberID, _ := e.consumer.GroupMetadata()
+	e.detached.Store(true)
 	e.consumer.CloseAllowingRebalance()
 	if !e.cfg.KeepPartitionsOnClose && memberID != "" {
-		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		e.leaveGroup(lctx, memberID)
 		cancel()
 	}
-	e.producer.Close()
-	return err
+	if e.producer != e.consumer {
+		e.producer.Close()
+	}
 }
 
 // crash abandons everything as a killed process would: no commit, no leave.
 func (e *Engine) crash() {
+	e.detached.Store(true)
 	e.mu.Lock()
-	e.crashing = true
 	for id, t := range e.tasks {
 		if t.phase == phaseRestoring {
 			<-e.restorer.Remove(t.name)
@@ -248,7 +374,11 @@ func (e *Engine) crash() {
 		delete(e.tasks, id)
 	}
 	e.mu.Unlock()
-	e.producer.AbortBufferedRecords(context.Background()) //nolint:errcheck // crashing on purpose
-	e.producer.Close()
-	e.consumer.Close()
+	if e.session == nil {
+		_ = e.producer.AbortBufferedRecords(context.Background()) // crashing on purpose
+		e.producer.Close()
+	}
+	// A transaction left open is aborted by the broker, or fenced at once
+	// by the next producer with the same transactional id.
+	e.consumer.CloseAllowingRebalance()
 }

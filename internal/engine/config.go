@@ -38,6 +38,24 @@ func (k ErrorKind) String() string {
 	return "processing"
 }
 
+// Guarantee is the processing guarantee.
+type Guarantee int
+
+const (
+	// AtLeastOnce: after a crash, input since the last commit is processed again.
+	AtLeastOnce Guarantee = iota
+	// ExactlyOnce: outputs, changelogs and input offsets commit in one
+	// Kafka transaction; stores apply only after it committed.
+	ExactlyOnce
+)
+
+func (g Guarantee) String() string {
+	if g == ExactlyOnce {
+		return "exactly-once"
+	}
+	return "at-least-once"
+}
+
 // Config is the engine's configuration; runtime.Config maps onto it.
 type Config struct {
 	AppID      string
@@ -46,6 +64,9 @@ type Config struct {
 	StateDir   string
 	// InMemoryState keeps stores in memory (restored from changelogs on every start).
 	InMemoryState bool
+
+	Guarantee          Guarantee
+	TransactionTimeout time.Duration
 
 	CommitInterval    time.Duration
 	CommitMaxRecords  int
@@ -110,7 +131,7 @@ func (c *Config) validate() error {
 		"CommitInterval": c.CommitInterval, "MaxTaskIdle": c.MaxTaskIdle, "SessionTimeout": c.SessionTimeout,
 		"RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
 		"ProducerLinger": c.ProducerLinger, "StateCleanupDelay": c.StateCleanupDelay,
-		"RepartitionPurgeInterval": c.RepartitionPurgeInterval,
+		"RepartitionPurgeInterval": c.RepartitionPurgeInterval, "TransactionTimeout": c.TransactionTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
@@ -121,6 +142,12 @@ func (c *Config) validate() error {
 	}
 	if c.HeartbeatInterval > 0 && c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
 		return fmt.Errorf("%w: HeartbeatInterval must be below SessionTimeout", ErrInvalidConfig)
+	}
+	if c.Guarantee != AtLeastOnce && c.Guarantee != ExactlyOnce {
+		return fmt.Errorf("%w: unknown Guarantee %d", ErrInvalidConfig, c.Guarantee)
+	}
+	if c.Guarantee == ExactlyOnce && c.TransactionTimeout <= c.CommitInterval {
+		return fmt.Errorf("%w: TransactionTimeout (%v) must exceed CommitInterval (%v)", ErrInvalidConfig, c.TransactionTimeout, c.CommitInterval)
 	}
 	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
 		return fmt.Errorf("%w: ReplicationFactor must be -1 (broker default) or positive", ErrInvalidConfig)
@@ -134,7 +161,12 @@ func (c *Config) setDefaults() {
 			*d = v
 		}
 	}
+	if c.Guarantee == ExactlyOnce {
+		// Outputs become visible at commit: commit often (Kafka Streams: 100 ms).
+		def(&c.CommitInterval, 100*time.Millisecond)
+	}
 	def(&c.CommitInterval, time.Second)
+	def(&c.TransactionTimeout, 10*time.Second)
 	def(&c.SessionTimeout, 10*time.Second)
 	def(&c.RebalanceTimeout, 60*time.Second)
 	def(&c.ProducerLinger, 5*time.Millisecond)

@@ -62,6 +62,15 @@ type Engine struct {
 	restoreCl *kgo.Client
 	restorer  *changelog.Restorer
 	balancer  *partition.Balancer
+	// session is the transactional group session under exactly-once;
+	// consumer and producer are then both its client.
+	session *kgo.GroupTransactSession
+	// txnDoomed: a revocation or loss dooms the open transaction; the
+	// loop aborts it at once.
+	txnDoomed bool
+	// detached makes the rebalance callbacks return at once: the group
+	// clients are being closed on purpose (crash, reset).
+	detached atomic.Bool
 
 	// mu guards tasks and everything the loop and the rebalance callbacks share.
 	mu        sync.Mutex
@@ -73,7 +82,10 @@ type Engine struct {
 	// tasks until franz-go asks adjustFetchOffsets where to start.
 	cpMu     sync.Mutex
 	cpInputs map[string]map[int32]int64
-	wake     atomic.Pointer[context.CancelFunc]
+	// awaitingOffsets holds newly assigned tasks until their committed
+	// offsets are fetched; then their restore starts.
+	awaitingOffsets map[string]map[int32]*task
+	wake            atomic.Pointer[context.CancelFunc]
 
 	// Producer results, written from franz-go's goroutines.
 	prodMu     sync.Mutex
@@ -83,7 +95,6 @@ type Engine struct {
 	lastPurge  time.Time
 	lastClean  time.Time
 	fatal      error
-	crashing   bool
 
 	skipped atomic.Int64
 	// crashAt is a test hook: a CrashPoint at which the next commit stops
@@ -131,6 +142,8 @@ func New(topo *graph.Topology, cfg Config) (*Engine, error) {
 		byTP:      make(map[string]map[int32]*task),
 		clOffsets: make(map[string]map[int32]int64),
 		cpInputs:  make(map[string]map[int32]int64),
+
+		awaitingOffsets: make(map[string]map[int32]*task),
 	}
 	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
 	subs, err := resolveSubtopologies(topo, cfg.AppID)
@@ -222,7 +235,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return loopErr
 	}
 	e.lc.set(PendingShutdown)
-	return errors.Join(loopErr, e.shutdown(loopErr == nil))
+	e.shutdown()
+	return loopErr
 }
 
 // openLocal prepares the state directory and the instance id.
@@ -287,7 +301,38 @@ func backoff(tries int) time.Duration {
 	return min(d, 2*time.Second)
 }
 
+// openClients creates the restore client and the group clients.
 func (e *Engine) openClients() error {
+	var err error
+	e.restoreCl, err = kgo.NewClient(e.clientOpts(
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(16<<20),
+	)...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e.restorer = changelog.NewRestorer(e.restoreCl, e.adm, changelog.RestorerOptions{
+		Logger:   e.log,
+		Now:      e.cfg.Now,
+		Listener: e.cfg.RestoreListener,
+	})
+	if err := e.openGroupClients(); err != nil {
+		e.restoreCl.Close()
+		return err
+	}
+	return nil
+}
+
+// transactionalID is stable per instance, so a restarted instance fences
+// its predecessor's open transaction at once instead of waiting it out.
+func (e *Engine) transactionalID() string { return e.cfg.AppID + "-" + e.cfg.InstanceID }
+
+// openGroupClients creates the group consumer and the producer: two clients
+// under at-least-once, one transactional session under exactly-once. The
+// restorer must exist: the rebalance callbacks use it.
+func (e *Engine) openGroupClients() error {
 	var topics []string
 	for _, s := range e.subs {
 		topics = append(topics, s.topics...)
@@ -297,34 +342,7 @@ func (e *Engine) openClients() error {
 		subTopics[i] = s.topics
 	}
 	e.balancer = partition.NewBalancer(partition.BalancerConfig{Subtopologies: subTopics})
-	// The consumer comes last: its rebalance callbacks use the others.
-	var err error
-	e.producer, err = kgo.NewClient(e.clientOpts(
-		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(e.cfg.ProducerLinger),
-		kgo.MaxBufferedRecords(1<<20),
-		kgo.RecordRetries(1<<30),
-		kgo.ProducerBatchMaxBytes(1<<20),
-	)...)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	e.restoreCl, err = kgo.NewClient(e.clientOpts(
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxBytes(64<<20),
-		kgo.FetchMaxPartitionBytes(16<<20),
-	)...)
-	if err != nil {
-		e.producer.Close()
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	e.restorer = changelog.NewRestorer(e.restoreCl, e.adm, changelog.RestorerOptions{
-		Logger:   e.log,
-		Now:      e.cfg.Now,
-		Listener: e.cfg.RestoreListener,
-	})
-	e.consumer, err = kgo.NewClient(e.clientOpts(
+	groupOpts := []kgo.Opt{
 		kgo.ConsumerGroup(e.cfg.AppID),
 		kgo.ConsumeTopics(topics...),
 		kgo.Balancers(e.balancer),
@@ -335,7 +353,7 @@ func (e *Engine) openClients() error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// A fetch in flight must return before resumed partitions (a task
 		// done restoring) are fetched; franz-go's 5 s default would stall them.
-		kgo.FetchMaxWait(250*time.Millisecond),
+		kgo.FetchMaxWait(250 * time.Millisecond),
 		kgo.SessionTimeout(e.cfg.SessionTimeout),
 		kgo.RebalanceTimeout(e.cfg.RebalanceTimeout),
 		kgo.HeartbeatInterval(e.cfg.HeartbeatInterval),
@@ -343,10 +361,38 @@ func (e *Engine) openClients() error {
 		kgo.OnPartitionsRevoked(e.onRevoked),
 		kgo.OnPartitionsLost(e.onLost),
 		kgo.AdjustFetchOffsetsFn(e.adjustFetchOffsets),
-	)...)
+	}
+	produceOpts := []kgo.Opt{
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(e.cfg.ProducerLinger),
+		kgo.MaxBufferedRecords(1 << 20),
+		kgo.RecordRetries(1 << 30),
+		kgo.ProducerBatchMaxBytes(1 << 20),
+	}
+	if e.cfg.Guarantee == ExactlyOnce {
+		opts := append(groupOpts, produceOpts...)
+		opts = append(opts, kgo.TransactionalID(e.transactionalID()), kgo.TransactionTimeout(e.cfg.TransactionTimeout))
+		s, err := kgo.NewGroupTransactSession(e.clientOpts(opts...)...)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
+		if err := s.Begin(); err != nil {
+			s.Close()
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+		e.session = s
+		e.consumer = s.Client()
+		e.producer = e.consumer
+		return nil
+	}
+	var err error
+	e.producer, err = kgo.NewClient(e.clientOpts(produceOpts...)...)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	e.consumer, err = kgo.NewClient(e.clientOpts(groupOpts...)...)
 	if err != nil {
 		e.producer.Close()
-		e.restoreCl.Close()
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
@@ -416,6 +462,12 @@ func isRetriable(err error) bool {
 		return false
 	}
 	return kgo.IsRetryableBrokerErr(err) || isNetErr(err)
+}
+
+func isAuthError(err error) bool {
+	return errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
+		errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) ||
+		errors.Is(err, kerr.SaslAuthenticationFailed)
 }
 
 func isNetErr(err error) bool {

@@ -20,9 +20,6 @@ const processBudget = 500
 // loop polls, processes and commits until ctx is cancelled or a fatal error.
 func (e *Engine) loop(ctx context.Context) error {
 	for {
-		if err := ctx.Err(); err != nil {
-			return nil
-		}
 		timeout := e.pollTimeout()
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		e.wake.Store(&cancel)
@@ -32,10 +29,19 @@ func (e *Engine) loop(ctx context.Context) error {
 
 		e.mu.Lock()
 		err := e.iterate(ctx, fetches)
+		stopping := ctx.Err() != nil
+		if err == nil && stopping && !e.cfg.crashOnClose {
+			// The final commit runs while rebalances are still blocked,
+			// so no callback can interleave with it.
+			err = e.commit(ctx)
+		}
 		e.consumer.AllowRebalance()
 		e.mu.Unlock()
 		if err != nil {
 			return err
+		}
+		if stopping {
+			return nil
 		}
 	}
 }
@@ -51,6 +57,11 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 	if e.fatal != nil {
 		return e.fatal
 	}
+	if e.txnDoomed {
+		if err := e.commit(ctx); err != nil {
+			return err
+		}
+	}
 	if err := e.fetchErrors(fetches); err != nil {
 		return err
 	}
@@ -65,7 +76,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 			if t.phase != phaseActive {
 				continue
 			}
-			n, err := t.process(processBudget, now)
+			n, err := t.process(processBudget, now, false)
 			if err != nil {
 				return err
 			}

@@ -37,7 +37,10 @@ func (e *Engine) tasksOf(parts map[string][]int32) []partition.TaskID {
 
 // onAssigned opens the new tasks and starts restoring them; their input
 // partitions stay paused until the restore completes.
-func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	if e.detached.Load() {
+		return
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lc.brokerOK()
@@ -59,10 +62,23 @@ func (e *Engine) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 			e.byTP[q.topic][q.partition] = t
 			pause[q.topic] = append(pause[q.topic], q.partition)
 		}
-		e.startRestore(t)
+		// The restore starts once franz-go has fetched the group's
+		// committed offsets (adjustFetchOffsets): that fetch waits for
+		// pending transactions to settle, so the changelogs' last stable
+		// offsets are final by then.
+		e.cpMu.Lock()
+		for _, q := range t.queues {
+			if e.awaitingOffsets[q.topic] == nil {
+				e.awaitingOffsets[q.topic] = make(map[int32]*task)
+			}
+			e.awaitingOffsets[q.topic][q.partition] = t
+		}
+		e.cpMu.Unlock()
 	}
 	if len(pause) > 0 {
-		e.consumer.PauseFetchPartitions(pause)
+		// The callback's client: e.consumer may not be set yet when the
+		// first assignment arrives.
+		cl.PauseFetchPartitions(pause)
 	}
 	e.lc.set(Rebalancing)
 }
@@ -193,6 +209,12 @@ func (e *Engine) adjustFetchOffsets(_ context.Context, offsets map[string]map[in
 	defer e.cpMu.Unlock()
 	for topic, parts := range offsets {
 		for p, o := range parts {
+			if t := e.awaitingOffsets[topic][p]; t != nil {
+				for _, q := range t.queues {
+					delete(e.awaitingOffsets[q.topic], q.partition)
+				}
+				e.startRestore(t)
+			}
 			cp, ok := e.cpInputs[topic][p]
 			if !ok {
 				continue
@@ -211,12 +233,22 @@ func (e *Engine) adjustFetchOffsets(_ context.Context, offsets map[string]map[in
 // onRevoked commits the work of every task (so the new owners start exactly
 // where this instance stopped), then closes the revoked ones.
 func (e *Engine) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(revoked) == 0 || e.crashing {
+	if e.detached.Load() || len(revoked) == 0 {
 		return
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.lc.set(Rebalancing)
+	if e.session != nil {
+		// The session aborts the open transaction: nothing of it may
+		// reach the stores. The revoked tasks close; the loop drops the
+		// others' pending work when it ends the doomed transaction.
+		e.txnDoomed = true
+		for _, id := range e.tasksOf(revoked) {
+			e.closeTask(id, false)
+		}
+		return
+	}
 	if e.fatal == nil {
 		if err := e.commit(ctx); err != nil {
 			e.log.Error("commit on revocation failed", "err", err)
@@ -230,12 +262,15 @@ func (e *Engine) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 
 // onLost drops the lost tasks' uncommitted work: another member owns them now.
 func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.crashing {
+	if e.detached.Load() {
 		return
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.lc.set(Rebalancing)
+	if e.session != nil {
+		e.txnDoomed = true
+	}
 	for _, id := range e.tasksOf(lost) {
 		e.log.Warn("partitions lost; dropping uncommitted work", "task", id.String())
 		e.closeTask(id, false)
@@ -262,9 +297,15 @@ func (e *Engine) closeTask(id partition.TaskID, clean bool) {
 		_ = os.Chtimes(e.taskDir(id), now, now) // the cleanup delay counts from here
 	}
 	delete(e.tasks, id)
+	e.cpMu.Lock()
 	for _, q := range t.queues {
 		delete(e.byTP[q.topic], q.partition)
+		if e.awaitingOffsets[q.topic][q.partition] == t {
+			delete(e.awaitingOffsets[q.topic], q.partition)
+		}
+		delete(e.cpInputs[q.topic], q.partition)
 	}
+	e.cpMu.Unlock()
 	t.log.Debug("task closed", "clean", clean)
 }
 

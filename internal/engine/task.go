@@ -221,7 +221,7 @@ func (t *task) instantiate() error {
 // nextQueue picks the partition whose head record has the lowest timestamp,
 // or nil when the task must wait (an empty partition may still deliver an
 // earlier record) or has nothing.
-func (t *task) nextQueue(now time.Time) *partQueue {
+func (t *task) nextQueue(now time.Time, force bool) *partQueue {
 	var best *partQueue
 	waiting := false
 	for _, q := range t.queues {
@@ -239,7 +239,7 @@ func (t *task) nextQueue(now time.Time) *partQueue {
 		t.blockedSince = time.Time{}
 		return nil
 	}
-	if waiting && len(t.queues) > 1 {
+	if waiting && !force && len(t.queues) > 1 {
 		if t.blockedSince.IsZero() {
 			t.blockedSince = now
 		}
@@ -253,10 +253,12 @@ func (t *task) nextQueue(now time.Time) *partQueue {
 }
 
 // process runs up to budget records; it returns how many it processed.
-func (t *task) process(budget int, now time.Time) (int, error) {
+// force processes records even where the task would wait for an empty
+// partition (before a transaction commits the polled positions).
+func (t *task) process(budget int, now time.Time, force bool) (int, error) {
 	n := 0
 	for n < budget {
-		q := t.nextQueue(now)
+		q := t.nextQueue(now, force)
 		if q == nil {
 			break
 		}
@@ -390,4 +392,19 @@ func (t *task) closeInstances() {
 		}
 	}
 	t.instances = nil
+}
+
+// dropPending discards everything since the last commit: store writes and
+// buffered input (the consumer rewinds to the committed offsets).
+func (t *task) dropPending() {
+	t.batch.Discard()
+	for _, q := range t.queues {
+		clear(q.recs)
+		q.recs = q.recs[:0]
+		q.head = 0
+		q.next = -1
+		q.dirty = false
+	}
+	t.pending = 0
+	t.blockedSince = time.Time{}
 }
