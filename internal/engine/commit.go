@@ -59,11 +59,14 @@ func (e *Engine) commitALOS(ctx context.Context) error {
 		return errTestCrash
 	}
 	if len(offsets) > 0 {
-		if err := e.commitOffsets(ctx, offsets); err != nil {
+		ok, err := e.commitOffsets(ctx, offsets)
+		if err != nil {
 			return err
 		}
+		if ok {
+			e.purgeRepartitions(ctx, offsets)
+		}
 	}
-	e.purgeRepartitions(ctx, offsets)
 	e.log.Debug("committed", "tasks", len(active), "changelog_records", n, "took", time.Since(start))
 	return nil
 }
@@ -172,7 +175,14 @@ func (e *Engine) resetGroupMember(cause error) error {
 func (e *Engine) tasksWithWork() []*task {
 	var active []*task
 	for _, t := range e.tasks {
-		if t.phase == phaseActive && (t.pending > 0 || t.batch.Len() > 0) {
+		if t.phase != phaseActive {
+			continue
+		}
+		work := t.pending > 0 || t.batch.Len() > 0
+		for _, q := range t.queues {
+			work = work || q.dirty // an offset commit that failed is retried
+		}
+		if work {
 			active = append(active, t)
 		}
 	}
@@ -280,7 +290,10 @@ func (e *Engine) flush(ctx context.Context) error {
 	}
 }
 
-func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+// commitOffsets commits the input offsets; ok is false when the commit did not
+// complete for a transient reason (the offsets stay dirty and go with the next
+// commit).
+func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) (ok bool, err error) {
 	var cerr error
 	e.consumer.CommitOffsetsSync(context.WithoutCancel(ctx), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
@@ -301,12 +314,25 @@ func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32
 			// At-least-once: the store already holds the work; the next
 			// commit (or the next owner) carries the offsets forward.
 			e.log.Warn("offset commit did not complete; will retry with the next commit", "err", cerr)
-			return nil
+			e.redirty(offsets)
+			return false, nil
 		}
-		return fmt.Errorf("commit offsets: %w", cerr)
+		return false, fmt.Errorf("commit offsets: %w", cerr)
 	}
-	e.lc.brokerOK()
-	return nil
+	return true, nil
+}
+
+// redirty marks the partitions of a failed offset commit for the next one.
+func (e *Engine) redirty(offsets map[string]map[int32]kgo.EpochOffset) {
+	for topic, parts := range offsets {
+		for p := range parts {
+			if t := e.byTP[topic][p]; t != nil {
+				if q := t.byTopic[topic]; q != nil {
+					q.dirty = true
+				}
+			}
+		}
+	}
 }
 
 // purgeRepartitions deletes repartition records below the committed offsets,

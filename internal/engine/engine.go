@@ -96,6 +96,11 @@ type Engine struct {
 	lastClean  time.Time
 	fatal      error
 
+	// assigned is set once the group assigned this member (possibly nothing).
+	assigned     bool
+	startedAt    time.Time
+	unownedSince map[partition.TaskID]time.Time
+
 	skipped atomic.Int64
 	// crashAt is a test hook: a CrashPoint at which the next commit stops
 	// the app as a killed process would.
@@ -124,7 +129,7 @@ var errTestCrash = errors.New("simulated crash (test hook)")
 func (e *Engine) ArmCrash(p CrashPoint) { e.crashAt.Store(int32(p)) }
 
 type restoreDone struct {
-	id  partition.TaskID
+	t   *task
 	err error
 }
 
@@ -144,6 +149,7 @@ func New(topo *graph.Topology, cfg Config) (*Engine, error) {
 		cpInputs:  make(map[string]map[int32]int64),
 
 		awaitingOffsets: make(map[string]map[int32]*task),
+		unownedSince:    make(map[partition.TaskID]time.Time),
 	}
 	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
 	subs, err := resolveSubtopologies(topo, cfg.AppID)
@@ -186,6 +192,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return ErrAlreadyRunning
 	}
 	e.lc.set(Rebalancing)
+	e.startedAt = e.cfg.Now()
 	defer func() {
 		if err != nil {
 			e.lc.set(Error)
@@ -236,6 +243,10 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	e.lc.set(PendingShutdown)
 	e.shutdown()
+	if loopErr == nil {
+		// A callback may have failed while the app was stopping.
+		loopErr = e.fatal
+	}
 	return loopErr
 }
 
@@ -291,6 +302,9 @@ func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 		kgo.RetryBackoffFn(backoff),
 		kgo.RequestRetries(1 << 30),
 		kgo.RetryTimeout(0),
+		// Every successful broker round trip (heartbeats included) keeps
+		// the app ready while it is idle.
+		kgo.WithHooks(brokerHook{e}),
 	}
 	opts = append(opts, e.cfg.ClientOpts...)
 	return append(opts, extra...)
@@ -528,4 +542,13 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 		lvl = slog.LevelDebug // franz-go is chatty at info; keep our info log for our events
 	}
 	k.l.Log(context.Background(), lvl, "kafka: "+msg, keyvals...)
+}
+
+// brokerHook records successful broker round trips for readiness.
+type brokerHook struct{ e *Engine }
+
+func (h brokerHook) OnBrokerE2E(_ kgo.BrokerMetadata, _ int16, e2e kgo.BrokerE2E) {
+	if e2e.Err() == nil {
+		h.e.lc.brokerOK()
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/choreo-go/choreo/partition"
@@ -115,6 +116,18 @@ func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		case errors.Is(err, kgo.ErrClientClosed):
 			firstFatal = err
+		case isGroupSession(err):
+			// franz-go reports a failed join/heartbeat here and rejoins
+			// by itself (the partitions were already handed to onLost).
+			// Only a fenced static instance or a denied group is final.
+			if errors.Is(err, kerr.FencedInstanceID) || isAuthError(err) {
+				if firstFatal == nil {
+					firstFatal = fmt.Errorf("group membership: %w", err)
+				}
+				return
+			}
+			e.log.Warn("group session interrupted; rejoining", "err", err)
+			e.lc.set(Rebalancing)
 		case isDataLoss(err):
 			// The broker lost records we had not read (or a topic was
 			// recreated); franz-go resets and goes on. Nothing to redo
@@ -196,8 +209,8 @@ func (e *Engine) pollTimeout() time.Duration {
 }
 
 func (e *Engine) updateState() {
-	if len(e.tasks) == 0 {
-		return
+	if !e.assigned {
+		return // not joined yet
 	}
 	for _, t := range e.tasks {
 		if t.phase == phaseRestoring {
@@ -211,7 +224,7 @@ func (e *Engine) updateState() {
 // cleanStateDirs removes the directories of tasks this instance has not
 // owned for StateCleanupDelay.
 func (e *Engine) cleanStateDirs(now time.Time) {
-	if e.cfg.InMemoryState || now.Sub(e.lastClean) < min(time.Minute, e.cfg.StateCleanupDelay) {
+	if e.cfg.InMemoryState || !e.assigned || now.Sub(e.lastClean) < min(time.Minute, e.cfg.StateCleanupDelay) {
 		return
 	}
 	e.lastClean = now
@@ -230,8 +243,14 @@ func (e *Engine) cleanStateDirs(now time.Time) {
 		if _, owned := e.tasks[id]; owned {
 			continue
 		}
-		info, err := ent.Info()
-		if err != nil || now.Sub(info.ModTime()) < e.cfg.StateCleanupDelay {
+		// The delay counts from when this process last owned the task,
+		// or from its start for state found on disk.
+		since, ok := e.unownedSince[id]
+		if !ok {
+			since = e.startedAt
+			e.unownedSince[id] = since
+		}
+		if now.Sub(since) < e.cfg.StateCleanupDelay {
 			continue
 		}
 		dir := filepath.Join(e.appDir(), ent.Name())
@@ -239,6 +258,7 @@ func (e *Engine) cleanStateDirs(now time.Time) {
 			e.log.Warn("removing state of an unowned task", "task", ent.Name(), "err", err)
 			continue
 		}
+		delete(e.unownedSince, id)
 		e.log.Info("removed state of an unowned task", "task", ent.Name())
 	}
 }
@@ -246,4 +266,9 @@ func (e *Engine) cleanStateDirs(now time.Time) {
 func isDataLoss(err error) bool {
 	var dl *kgo.ErrDataLoss
 	return errors.As(err, &dl)
+}
+
+func isGroupSession(err error) bool {
+	var gs *kgo.ErrGroupSession
+	return errors.As(err, &gs)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -44,6 +43,7 @@ func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lc.brokerOK()
+	e.assigned = true
 	pause := make(map[string][]int32)
 	for _, id := range e.tasksOf(assigned) {
 		if _, ok := e.tasks[id]; ok {
@@ -55,6 +55,7 @@ func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 			return
 		}
 		e.tasks[id] = t
+		delete(e.unownedSince, id)
 		for _, q := range t.queues {
 			if e.byTP[q.topic] == nil {
 				e.byTP[q.topic] = make(map[int32]*task)
@@ -147,14 +148,13 @@ func (e *Engine) startRestore(t *task) {
 			stores = append(stores, changelog.StoreChangelog{Store: name, Topic: topic, Partition: t.id.Partition})
 		}
 	}
-	id := t.id
 	e.restorer.Add(changelog.Request{
 		Task:   t.name,
 		DB:     t.db,
 		Stores: stores,
 		Done: func(res changelog.Result) {
 			e.restoreMu.Lock()
-			e.restored = append(e.restored, restoreDone{id: id, err: res.Err})
+			e.restored = append(e.restored, restoreDone{t: t, err: res.Err})
 			e.restoreMu.Unlock()
 			e.wakeLoop()
 		},
@@ -173,9 +173,9 @@ func (e *Engine) activateRestored() error {
 	}
 	resume := make(map[string][]int32)
 	for _, d := range done {
-		t := e.tasks[d.id]
-		if t == nil || t.phase != phaseRestoring {
-			continue // revoked while restoring
+		t := d.t
+		if e.tasks[t.id] != t || t.phase != phaseRestoring {
+			continue // revoked while restoring (maybe reassigned since: a new task)
 		}
 		if d.err != nil {
 			return fmt.Errorf("task %s: restore: %w", t.name, d.err)
@@ -292,10 +292,7 @@ func (e *Engine) closeTask(id partition.TaskID, clean bool) {
 	if err := t.db.Close(); err != nil {
 		t.log.Warn("closing store", "err", err)
 	}
-	if !e.cfg.InMemoryState {
-		now := time.Now()
-		_ = os.Chtimes(e.taskDir(id), now, now) // the cleanup delay counts from here
-	}
+	e.unownedSince[id] = e.cfg.Now() // the cleanup delay counts from here
 	delete(e.tasks, id)
 	e.cpMu.Lock()
 	for _, q := range t.queues {

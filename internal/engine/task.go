@@ -169,9 +169,8 @@ func (t *task) Send(topic string, part int32, key, value []byte, headers []kgo.R
 }
 
 func (t *task) Schedule(interval time.Duration, typ graph.PunctuationType, fn func(ts int64) error) func() {
-	if interval <= 0 {
-		interval = time.Millisecond
-	}
+	// Punctuation works in whole milliseconds (record timestamps).
+	interval = max(interval.Round(time.Millisecond), time.Millisecond)
 	p := &punctuator{interval: interval, typ: typ, fn: fn}
 	if typ == graph.StreamTime {
 		p.next = math.MinInt64 // first fires at the first stream time seen
