@@ -33,7 +33,12 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	b, err := testbroker.Start(testbroker.Options{})
+	return newClusterOf(t, 1)
+}
+
+func newClusterOf(t *testing.T, brokers int) *cluster {
+	t.Helper()
+	b, err := testbroker.Start(testbroker.Options{Brokers: brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1053,5 +1058,39 @@ func TestAppExactlyOnceRebalanceAbortsAndKeepsCountsExact(t *testing.T) {
 		if got[k] != v {
 			t.Fatalf("key %s = %d, want exactly %d", k, got[k], v)
 		}
+	}
+}
+
+func TestAppJoinWaitsForTablePartitionsOnOtherBrokers(t *testing.T) {
+	// Three brokers: the table's and the stream's partitions are fetched
+	// from different brokers, so the stream's data may arrive first. The
+	// task must wait for the table partition it knows is behind.
+	c := newClusterOf(t, 3)
+	c.createTopic("clicks", 3)
+	c.createTopic("users", 3)
+	c.createTopic("out", 3)
+	var users, clicks []*kgo.Record
+	for i := range 300 {
+		k := []byte("u" + strconv.Itoa(i))
+		users = append(users, &kgo.Record{Key: k, Value: []byte("name" + strconv.Itoa(i)), Timestamp: time.UnixMilli(1000 + int64(i))})
+		clicks = append(clicks, &kgo.Record{Key: k, Value: []byte("click"), Timestamp: time.UnixMilli(5000 + int64(i))})
+	}
+	c.produce("users", users...)
+	c.produce("clicks", clicks...)
+	b := runtime.NewBuilder()
+	tbl := runtime.TableOf(b, "users", runtime.String(), runtime.String(), runtime.Named("users"))
+	st := runtime.StreamOf(b, "clicks", runtime.String(), runtime.String())
+	runtime.Join(st, tbl, func(_ string, c, u string) string { return u + ":" + c }, runtime.Named("enrich")).To("out")
+	app, err := runtime.New(b, c.config(t.TempDir(), "i1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	eventually(t, 30*time.Second, "all 300 clicks joined", func() (bool, string) {
+		n := len(c.readAll("out"))
+		return n == 300, fmt.Sprintf("%d joined", n)
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -101,6 +101,15 @@ type Engine struct {
 	startedAt    time.Time
 	unownedSince map[partition.TaskID]time.Time
 
+	// Lag probe (see maybeProbe).
+	probing   bool
+	lastProbe time.Time
+	probeMu   sync.Mutex
+	probeRes  *probeResult
+	// startPos holds the position franz-go starts each newly assigned
+	// partition at (-1: the log start) until its task activates.
+	startPos map[string]map[int32]int64
+
 	skipped atomic.Int64
 	// crashAt is a test hook: a CrashPoint at which the next commit stops
 	// the app as a killed process would.
@@ -150,6 +159,7 @@ func New(topo *graph.Topology, cfg Config) (*Engine, error) {
 
 		awaitingOffsets: make(map[string]map[int32]*task),
 		unownedSince:    make(map[partition.TaskID]time.Time),
+		startPos:        make(map[string]map[int32]int64),
 	}
 	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
 	subs, err := resolveSubtopologies(topo, cfg.AppID)
@@ -364,6 +374,9 @@ func (e *Engine) openGroupClients() error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Markers move a partition's position past a transaction's end,
+		// which tells a waiting task that the partition is caught up.
+		kgo.KeepControlRecords(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// A fetch in flight must return before resumed partitions (a task
 		// done restoring) are fetched; franz-go's 5 s default would stall them.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -70,6 +71,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 		return err
 	}
 	e.distribute(fetches)
+	e.applyProbe()
 	now := e.cfg.Now()
 	for {
 		total := 0
@@ -104,9 +106,98 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 			return err
 		}
 	}
+	e.maybeProbe(ctx, now)
 	e.updateState()
 	e.cleanStateDirs(now)
 	return nil
+}
+
+// maybeProbe lists the last stable offsets (and, for partitions the group
+// has no offset for, the log start) of empty partitions whose lag is not
+// known, so tasks learn whether they must wait for them. franz-go delivers
+// no fetch for a partition that has nothing, so without this an empty
+// partition's state would stay unknown.
+func (e *Engine) maybeProbe(ctx context.Context, now time.Time) {
+	if e.probing || now.Sub(e.lastProbe) < 100*time.Millisecond {
+		return
+	}
+	topics := map[string]bool{}
+	for _, t := range e.tasks {
+		if t.phase != phaseActive || !t.needProbe {
+			continue
+		}
+		t.needProbe = false
+		for _, q := range t.queues {
+			if q.empty() && !q.lagKnown() {
+				topics[q.topic] = true
+			}
+		}
+	}
+	if len(topics) == 0 {
+		return
+	}
+	var names []string
+	for tp := range topics {
+		names = append(names, tp)
+	}
+	e.probing, e.lastProbe = true, now
+	go func() {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		res := probeResult{ends: map[string]map[int32]int64{}, starts: map[string]map[int32]int64{}}
+		collect := func(into map[string]map[int32]int64, l kadm.ListedOffsets, err error) {
+			if err != nil {
+				return
+			}
+			l.Each(func(o kadm.ListedOffset) {
+				if o.Err != nil {
+					return
+				}
+				if into[o.Topic] == nil {
+					into[o.Topic] = map[int32]int64{}
+				}
+				into[o.Topic][o.Partition] = o.Offset
+			})
+		}
+		ends, err := e.adm.ListCommittedOffsets(pctx, names...)
+		collect(res.ends, ends, err)
+		starts, err := e.adm.ListStartOffsets(pctx, names...)
+		collect(res.starts, starts, err)
+		e.probeMu.Lock()
+		e.probeRes = &res
+		e.probeMu.Unlock()
+		e.wakeLoop()
+	}()
+}
+
+type probeResult struct {
+	ends, starts map[string]map[int32]int64
+}
+
+func (e *Engine) applyProbe() {
+	e.probeMu.Lock()
+	res := e.probeRes
+	e.probeRes = nil
+	e.probeMu.Unlock()
+	if res == nil {
+		return
+	}
+	e.probing = false
+	for _, t := range e.tasks {
+		if t.phase != phaseActive {
+			continue
+		}
+		for _, q := range t.queues {
+			if q.next < 0 && q.fromStart {
+				if start, ok := res.starts[q.topic][q.partition]; ok {
+					q.next = start
+				}
+			}
+			if end, ok := res.ends[q.topic][q.partition]; ok && end > q.lso {
+				q.lso = end
+			}
+		}
+	}
 }
 
 func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
@@ -161,10 +252,11 @@ func (e *Engine) distribute(fetches kgo.Fetches) {
 		if q == nil {
 			return
 		}
-		q.lso = p.LastStableOffset
-		if q.lso < 0 {
-			q.lso = p.HighWatermark
+		lso := p.LastStableOffset
+		if lso < 0 {
+			lso = p.HighWatermark
 		}
+		q.lso = max(q.lso, lso)
 		q.recs = append(q.recs, p.Records...)
 	})
 	if got {
@@ -194,7 +286,9 @@ func (e *Engine) pollTimeout() time.Duration {
 			continue
 		}
 		if !t.blockedSince.IsZero() {
-			d = min(d, e.cfg.MaxTaskIdle-now.Sub(t.blockedSince), 10*time.Millisecond)
+			// Waiting for a partition: look again soon (a probe result
+			// or the idle deadline ends the wait).
+			d = min(d, 20*time.Millisecond)
 		}
 		if at, ok := t.nextWallPunctuation(); ok {
 			d = min(d, at.Sub(now))

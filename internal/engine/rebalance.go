@@ -188,9 +188,16 @@ func (e *Engine) activateRestored() error {
 		if err := t.instantiate(); err != nil {
 			return err
 		}
+		e.cpMu.Lock()
 		for _, q := range t.queues {
 			resume[q.topic] = append(resume[q.topic], q.partition)
+			if start, ok := e.startPos[q.topic][q.partition]; ok && q.next < 0 {
+				q.next = start
+				q.fromStart = start < 0
+			}
+			delete(e.startPos[q.topic], q.partition)
 		}
+		e.cpMu.Unlock()
 		t.phase = phaseActive
 		t.log.Debug("task running")
 	}
@@ -215,16 +222,20 @@ func (e *Engine) adjustFetchOffsets(_ context.Context, offsets map[string]map[in
 				}
 				e.startRestore(t)
 			}
-			cp, ok := e.cpInputs[topic][p]
-			if !ok {
-				continue
+			start := o.EpochOffset().Offset
+			if cp, ok := e.cpInputs[topic][p]; ok {
+				delete(e.cpInputs[topic], p)
+				if cp > start {
+					e.log.Info("resuming from the local checkpoint, ahead of the committed offset",
+						"topic", topic, "partition", p, "checkpoint", cp, "committed", start)
+					parts[p] = kgo.NewOffset().At(cp).WithEpoch(-1)
+					start = cp
+				}
 			}
-			delete(e.cpInputs[topic], p)
-			if committed := o.EpochOffset().Offset; cp > committed {
-				e.log.Info("resuming from the local checkpoint, ahead of the committed offset",
-					"topic", topic, "partition", p, "checkpoint", cp, "committed", committed)
-				parts[p] = kgo.NewOffset().At(cp).WithEpoch(-1)
+			if e.startPos[topic] == nil {
+				e.startPos[topic] = make(map[int32]int64)
 			}
+			e.startPos[topic][p] = max(start, -1)
 		}
 	}
 	return offsets, nil

@@ -36,9 +36,13 @@ type partQueue struct {
 	next int64
 	// processed is true once a record was processed since the last commit.
 	dirty bool
-	// lso is the last stable offset (read committed end) from the latest fetch, -1 unknown.
+	// lso is the last stable offset (read committed end) from the latest
+	// fetch or lag probe, -1 unknown.
 	lso         int64
 	leaderEpoch int32
+	// fromStart: the group has no committed offset, so the consumer starts
+	// at the log start (learned by the lag probe) .
+	fromStart bool
 }
 
 func (q *partQueue) empty() bool { return q.head >= len(q.recs) }
@@ -56,11 +60,20 @@ func (q *partQueue) pop() *kgo.Record {
 	return r
 }
 
-// caughtUp reports whether the queue holds nothing and the partition is known
-// to have nothing more to fetch.
-func (q *partQueue) caughtUp() bool {
-	return q.empty() && q.lso >= 0 && q.next >= 0 && q.next >= q.lso
+// skipControl drops transaction markers at the head of the queue: they only
+// move the position.
+func (q *partQueue) skipControl() {
+	for !q.empty() && q.peek().Attrs.IsControl() {
+		r := q.pop()
+		q.next = r.Offset + 1
+		q.dirty = true
+	}
 }
+
+// lagKnown reports whether the position and the end of the partition are
+// known; behind reports whether records are known to be waiting to be fetched.
+func (q *partQueue) lagKnown() bool { return q.next >= 0 && q.lso >= 0 }
+func (q *partQueue) behind() bool   { return q.next < q.lso }
 
 type punctuator struct {
 	interval  time.Duration
@@ -96,6 +109,7 @@ type task struct {
 	sends       []*kgo.Record
 	punctuators []*punctuator
 	rr          int32 // round robin for nil-key sends
+	needProbe   bool  // an empty partition's lag is unknown
 	pending     int   // records processed since the last commit
 	log         *slog.Logger
 }
@@ -217,16 +231,31 @@ func (t *task) instantiate() error {
 	return nil
 }
 
+// fetchDueWait bounds how long a task waits for a partition whose records
+// are known to be due (or whose lag is not known yet) before it processes
+// the others anyway.
+const fetchDueWait = 5 * time.Second
+
 // nextQueue picks the partition whose head record has the lowest timestamp,
-// or nil when the task must wait (an empty partition may still deliver an
-// earlier record) or has nothing.
+// or nil when the task must wait or has nothing. It follows Kafka Streams
+// (KIP-695): a task waits for an empty partition that has records still to
+// be fetched, or whose lag is not known yet; with MaxTaskIdle > 0 it also
+// waits that long for an empty partition that is caught up; with
+// MaxTaskIdle < 0 it never waits. force never waits.
 func (t *task) nextQueue(now time.Time, force bool) *partQueue {
 	var best *partQueue
-	waiting := false
+	mustWait, idleWait := false, false
 	for _, q := range t.queues {
+		q.skipControl()
 		if q.empty() {
-			if !q.caughtUp() {
-				waiting = true
+			switch {
+			case !q.lagKnown():
+				mustWait = true
+				t.needProbe = true
+			case q.behind():
+				mustWait = true
+			default:
+				idleWait = true
 			}
 			continue
 		}
@@ -234,19 +263,20 @@ func (t *task) nextQueue(now time.Time, force bool) *partQueue {
 			best = q
 		}
 	}
-	if best == nil {
+	maxIdle := t.e.cfg.MaxTaskIdle
+	if best == nil || force || len(t.queues) == 1 || maxIdle < 0 || (!mustWait && !idleWait) {
 		t.blockedSince = time.Time{}
+		return best
+	}
+	if t.blockedSince.IsZero() {
+		t.blockedSince = now
+	}
+	waited := now.Sub(t.blockedSince)
+	if mustWait && waited < max(maxIdle, fetchDueWait) {
 		return nil
 	}
-	if waiting && !force && len(t.queues) > 1 {
-		if t.blockedSince.IsZero() {
-			t.blockedSince = now
-		}
-		if now.Sub(t.blockedSince) < t.e.cfg.MaxTaskIdle {
-			return nil
-		}
-	} else {
-		t.blockedSince = time.Time{}
+	if idleWait && !mustWait && waited < maxIdle {
+		return nil
 	}
 	return best
 }
@@ -401,7 +431,12 @@ func (t *task) dropPending() {
 		clear(q.recs)
 		q.recs = q.recs[:0]
 		q.head = 0
+		// The consumer rewinds to the last committed offset, which the
+		// last applied checkpoint holds.
 		q.next = -1
+		if off, ok := t.cp.Inputs[inputKey(q.topic, q.partition)]; ok {
+			q.next = off
+		}
 		q.dirty = false
 	}
 	t.pending = 0
