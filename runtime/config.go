@@ -65,11 +65,13 @@ type Config struct {
 	// CommitMaxBytes commits early once the pending store writes reach this
 	// many bytes. Default 64 MiB.
 	CommitMaxBytes int
-	// MaxTaskIdle is how long a task with several input partitions waits
-	// for an empty partition that may still deliver an earlier record
-	// before processing the others (Kafka Streams' max.task.idle.ms). A
-	// partition known to be caught up (fetched up to its end) is never
-	// waited for. Default 0: wait only while a fetch is known to be due.
+	// MaxTaskIdle controls how a task with several input partitions waits
+	// for an empty one, so records are processed in timestamp order across
+	// them (Kafka Streams' max.task.idle.ms, KIP-695). With 0 (default) a
+	// task waits only for a partition that is known to have records still
+	// to be fetched, or whose lag is not known yet (it is probed), up to
+	// 5 s; > 0 also waits this long for a caught-up empty partition; < 0
+	// never waits.
 	MaxTaskIdle time.Duration
 	// MaxPollRecords bounds the records taken per poll. Default 10,000.
 	MaxPollRecords int

@@ -2,7 +2,9 @@
 // generates order-line events (unless the topics already hold some),
 // processes them with choreo into an always-current portfolio per
 // customer, waits until everything is processed, stops, and checks the
-// order-portfolio topic against a model computed from the input topics.
+// order-portfolio topic and the final contents of the portfolio and lines
+// tables (read from their changelog topics) against a model computed from
+// the input topics.
 //
 // With no -brokers it starts an embedded Kafka-protocol broker (kfake)
 // that keeps its data in <state>/broker on a port remembered in
@@ -14,8 +16,9 @@
 //	go run ./examples/orders                 # again: no new events, just check
 //	go run ./examples/orders -count 10000    # 10,000 more events
 //
-// The exit code is 0 when the portfolio equals the model, 1 when it does
-// not or something failed, 2 for bad flags and 130 when interrupted.
+// The exit code is 0 when the portfolio and the lines equal the model, 1
+// when they do not or something failed, 2 for bad flags and 130 when
+// interrupted.
 package main
 
 import (
@@ -269,15 +272,35 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 	fmt.Printf("products: %d records, %d products; dropped by the join: %d events; lines: %d; portfolio rows: %d\n",
 		st.ProductRecords, st.Products, st.Dropped, st.Lines, len(got))
 	printLargest(got, 5)
-	if diff := orders.Diff(want, got); len(diff) > 0 {
-		fmt.Printf("order-portfolio topic DIFFERS from the model: %d customers\n", len(diff))
-		for _, d := range diff[:min(len(diff), 20)] {
-			fmt.Println("  " + d)
-		}
-		return errors.New("portfolio differs from the model")
+
+	// The final contents of the tables, from their changelog topics.
+	portfolio, lines, err := orders.ReadTables(ctx, cl, orders.AppID)
+	if err != nil {
+		return err
 	}
-	fmt.Printf("order-portfolio topic equals the model (%d customers)\n", len(want))
+	ok := report("order-portfolio topic", "customers", len(want), orders.Diff(want, got))
+	ok = report("portfolio table ("+orders.ChangelogTopic(orders.AppID, orders.NamePortfolio)+")",
+		"customers", len(want), orders.Diff(want, portfolio)) && ok
+	ok = report("lines table ("+orders.ChangelogTopic(orders.AppID, orders.NameLines)+")",
+		"lines", st.Lines, orders.DiffLines(orders.EvaluateLines(in), lines)) && ok
+	if !ok {
+		return errors.New("results differ from the model")
+	}
 	return nil
+}
+
+// report prints whether what equals the model (rows of them), with the
+// first differences if not, and returns whether it does.
+func report(what, rows string, n int, diff []string) bool {
+	if len(diff) == 0 {
+		fmt.Printf("%s equals the model (%d %s)\n", what, n, rows)
+		return true
+	}
+	fmt.Printf("%s DIFFERS from the model: %d %s\n", what, len(diff), rows)
+	for _, d := range diff[:min(len(diff), 20)] {
+		fmt.Println("  " + d)
+	}
+	return false
 }
 
 // startEmbedded starts kfake with its data in <state>/broker, on the port

@@ -128,7 +128,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: StateDir is required (or InMemoryState)", ErrInvalidConfig)
 	}
 	for name, d := range map[string]time.Duration{
-		"CommitInterval": c.CommitInterval, "MaxTaskIdle": c.MaxTaskIdle, "SessionTimeout": c.SessionTimeout,
+		"CommitInterval": c.CommitInterval, "SessionTimeout": c.SessionTimeout,
 		"RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
 		"ProducerLinger": c.ProducerLinger, "StateCleanupDelay": c.StateCleanupDelay,
 		"RepartitionPurgeInterval": c.RepartitionPurgeInterval, "TransactionTimeout": c.TransactionTimeout,

@@ -18,9 +18,12 @@
 //     and [LatestLine] are its aggregation functions.
 //   - Checking: [ReadInputs] reads both input topics back (read-committed, up
 //     to their end offsets), [Model] / [Evaluate] compute the expected
-//     portfolio, [ReadPortfolioTopic] reads the latest output per customer,
-//     [Diff] compares, and [WaitProcessed] waits until a consumer group has
-//     processed everything in its source topics.
+//     portfolio and [EvaluateLines] the expected lines table,
+//     [ReadPortfolioTopic] reads the latest output per customer,
+//     [ReadTable] the final contents of a table from its changelog topic
+//     ([ChangelogTopic]; [ReadTables] reads both tables the model
+//     predicts), [Diff] and [DiffLines] compare, and [WaitProcessed] waits
+//     until a consumer group has processed everything in its source topics.
 //
 // # The model
 //

@@ -45,6 +45,27 @@ type productVersion struct {
 // the record key of the products topic and the record timestamps of both
 // topics; versions with equal timestamps apply in offset order.
 func Evaluate(in Inputs) (map[string]Portfolio, ModelStats) {
+	out, _, st := evaluate(in)
+	return out, st
+}
+
+// EvaluateLines computes the lines table the topology must end with for
+// the inputs, keyed by "order_id/line_no" ([PricedLine.LineKey]): for
+// every line with at least one event that passes the join, the joined
+// event with the highest seq, priced with the product version current at
+// its timestamp — the same reading of ORDERS.md as [Evaluate], whose
+// portfolio follows from these lines.
+//
+// Unlike the portfolio, the lines table is exact under at-least-once after
+// crashes too: the reduce keeps the highest seq, so replayed input never
+// changes it.
+func EvaluateLines(in Inputs) map[string]PricedLine {
+	_, lines, _ := evaluate(in)
+	return lines
+}
+
+// evaluate computes the portfolio, the lines table and the statistics.
+func evaluate(in Inputs) (map[string]Portfolio, map[string]PricedLine, ModelStats) {
 	st := ModelStats{Events: len(in.Lines), ProductRecords: len(in.Products)}
 
 	versions := make(map[string][]productVersion)
@@ -110,12 +131,20 @@ func Evaluate(in Inputs) (map[string]Portfolio, ModelStats) {
 		}
 		out[l.CustomerID] = pf
 	}
-	return out, st
+	return out, lines, st
 }
 
 // Diff lists the differences between two portfolio tables, one line per
 // customer, sorted by customer id; empty when they are equal.
-func Diff(want, got map[string]Portfolio) []string {
+func Diff(want, got map[string]Portfolio) []string { return diffTables(want, got) }
+
+// DiffLines lists the differences between two lines tables, one line per
+// line key, sorted by key; empty when they are equal.
+func DiffLines(want, got map[string]PricedLine) []string { return diffTables(want, got) }
+
+// diffTables lists the keys whose values differ, are missing from got or
+// are unexpected in it, sorted by key; nil when the tables are equal.
+func diffTables[V comparable](want, got map[string]V) []string {
 	keys := make([]string, 0, len(want)+len(got))
 	for k := range want {
 		keys = append(keys, k)

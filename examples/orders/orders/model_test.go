@@ -163,6 +163,12 @@ func TestModelSupersededEventsCount(t *testing.T) {
 // product up as of the event's timestamp (which is what it sees when
 // products change before the events that use them are produced).
 func simulate(in Inputs) map[string]Portfolio {
+	out, _ := simulateAll(in)
+	return out
+}
+
+// simulateAll is simulate that also returns the lines table.
+func simulateAll(in Inputs) (map[string]Portfolio, map[string]PricedLine) {
 	type version struct {
 		ts int64
 		p  *Product
@@ -207,7 +213,7 @@ func simulate(in Inputs) map[string]Portfolio {
 		}
 		out[nv.CustomerID] = AddLine(nv.CustomerID, nv, out[nv.CustomerID])
 	}
-	return out
+	return out, lines
 }
 
 // TestModelMatchesSimulation compares the model with the simulated
@@ -249,8 +255,16 @@ func TestModelMatchesSimulation(t *testing.T) {
 		if st.Dropped == 0 || st.Joined == 0 {
 			t.Fatalf("seed %d: no drops or no joins: %+v", seed, st)
 		}
-		if d := Diff(simulate(b.Inputs), got); len(d) > 0 {
+		simPortfolio, simLines := simulateAll(b.Inputs)
+		if d := Diff(simPortfolio, got); len(d) > 0 {
 			t.Fatalf("seed %d: model and simulated topology differ (%d):\n%v", seed, len(d), d[:min(5, len(d))])
+		}
+		lines := EvaluateLines(b.Inputs)
+		if len(lines) != st.Lines {
+			t.Fatalf("seed %d: %d lines, stats say %d", seed, len(lines), st.Lines)
+		}
+		if d := DiffLines(simLines, lines); len(d) > 0 {
+			t.Fatalf("seed %d: lines table of the model and the simulated topology differ (%d):\n%v", seed, len(d), d[:min(5, len(d))])
 		}
 	}
 }
@@ -261,5 +275,24 @@ func TestDiff(t *testing.T) {
 	d := Diff(a, b)
 	if len(d) != 3 || Diff(a, a) != nil {
 		t.Fatalf("%q", d)
+	}
+	la := map[string]PricedLine{"O1/1": {OrderID: "O1", LineNo: 1, Seq: 2}}
+	lb := map[string]PricedLine{"O1/1": {OrderID: "O1", LineNo: 1, Seq: 1}}
+	if d := DiffLines(la, lb); len(d) != 1 || DiffLines(la, la) != nil {
+		t.Fatalf("%q", d)
+	}
+}
+
+func TestEvaluateLines(t *testing.T) {
+	b := (&in{}).product("P1", 0, 100).product("P1", 20, 150).
+		event("O1", 1, "C1", "P1", 2, StatusCreated, 1, 10).
+		event("O1", 1, "C1", "P1", 2, StatusConfirmed, 2, 21). // repriced at 150
+		event("O1", 1, "C1", "P1", 2, StatusCreated, 1, 22).   // replayed: lower seq loses
+		event("O1", 2, "C1", "P9", 1, StatusCreated, 3, 23)    // unknown product: no line
+	got := EvaluateLines(b.Inputs)
+	want := map[string]PricedLine{"O1/1": {OrderID: "O1", LineNo: 1, CustomerID: "C1", ProductID: "P1", Quantity: 2,
+		Status: StatusConfirmed, Seq: 2, EventTime: 21, Family: "car", UnitPriceCents: 150}}
+	for _, d := range DiffLines(want, got) {
+		t.Error(d)
 	}
 }
