@@ -18,6 +18,9 @@ var (
 	ErrMissingTopic = engine.ErrMissingTopic
 	// ErrPanic wraps a panic recovered from user code.
 	ErrPanic = engine.ErrPanic
+	// ErrCloseTimeout is returned by Run when the final commit could not
+	// complete within Config.CloseTimeout.
+	ErrCloseTimeout = engine.ErrCloseTimeout
 	// ErrAlreadyRunning is returned by a second Run.
 	ErrAlreadyRunning = engine.ErrAlreadyRunning
 )

@@ -1094,3 +1094,41 @@ func TestAppJoinWaitsForTablePartitionsOnOtherBrokers(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAppCloseDuringOutageGivesUpAfterCloseTimeout(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 2)
+	c.createTopic("out", 2)
+	cfg := c.config(t.TempDir(), "i1")
+	cfg.CommitInterval = time.Hour // keep the work pending
+	cfg.CloseTimeout = 2 * time.Second
+	app, err := runtime.New(countTopology(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- app.Run(ctx) }()
+	produceCounts(c, 0, 100, 5)
+	eventually(t, 30*time.Second, "outputs produced", func() (bool, string) {
+		n := len(c.readAll("out"))
+		return n == 100, fmt.Sprint(n)
+	})
+	// Nothing is committed yet (the counts wait in the store batch, their
+	// changelog records unsent); the brokers go away; Close must not hang.
+	c.broker.Stop()
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, runtime.ErrCloseTimeout) {
+			t.Fatalf("Run = %v, want ErrCloseTimeout", err)
+		}
+		if d := time.Since(start); d > 15*time.Second {
+			t.Fatalf("Close took %v with CloseTimeout 2s", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return during an outage")
+	}
+}

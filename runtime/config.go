@@ -92,6 +92,13 @@ type Config struct {
 	// at once.
 	KeepPartitionsOnClose bool
 
+	// CloseTimeout bounds the final commit when the app stops (context
+	// cancelled or Close). If brokers are unreachable that long, Run gives
+	// up with an error wrapping ErrCloseTimeout and the uncommitted work is
+	// abandoned as in a crash (reprocessed after a restart under
+	// AtLeastOnce, aborted under ExactlyOnce). Default 30 s.
+	CloseTimeout time.Duration
+
 	// StateCacheBytes is the block cache shared by all stores. Default 64 MiB.
 	StateCacheBytes int64
 	// StateCleanupDelay is how long the state of a task this instance no
@@ -186,6 +193,7 @@ func (c Config) engineConfig() engine.Config {
 		RebalanceTimeout:         c.RebalanceTimeout,
 		ProducerLinger:           c.ProducerLinger,
 		KeepPartitionsOnClose:    c.KeepPartitionsOnClose,
+		CloseTimeout:             c.CloseTimeout,
 		StateCacheBytes:          c.StateCacheBytes,
 		StateCleanupDelay:        c.StateCleanupDelay,
 		RepartitionPurgeInterval: c.RepartitionPurgeInterval,

@@ -15,7 +15,10 @@ import (
 	"github.com/choreo-go/choreo/state"
 )
 
-// commit commits the work of every active task; see doc.go.
+// commit commits the work of every active task; see doc.go. ctx bounds the
+// wait for brokers: the loop passes one that never ends (an outage stalls
+// the commit, it does not fail it); the final commit on Close passes one
+// that ends after CloseTimeout.
 func (e *Engine) commit(ctx context.Context) error {
 	if e.session != nil {
 		return e.commitTxn(ctx)
@@ -108,7 +111,10 @@ func (e *Engine) commitTxn(ctx context.Context) error {
 	if doomed || perr != nil {
 		try = kgo.TryAbort
 	}
-	committed, err := e.session.End(context.WithoutCancel(ctx), try)
+	committed, err := e.session.End(ctx, try)
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: transaction left to abort", ErrCloseTimeout)
+	}
 	e.txnDoomed = false
 	if err != nil {
 		return e.resetGroupMember(err)
@@ -273,20 +279,20 @@ func (e *Engine) applyBatches(active []*task) (map[string]map[int32]kgo.EpochOff
 }
 
 // flush waits for every produced record; during an outage it keeps waiting
-// (franz-go retries) unless the app is shutting down.
+// (franz-go retries), logging every 10 s, until ctx ends.
 func (e *Engine) flush(ctx context.Context) error {
 	for {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := e.producer.Flush(fctx)
 		cancel()
 		if err == nil {
 			e.lc.brokerOK()
 			return nil
 		}
-		e.log.Warn("waiting for brokers to accept produced records", "err", err)
-		if ctx.Err() != nil && e.cfg.crashOnClose {
-			return ctx.Err()
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: produced records not flushed", ErrCloseTimeout)
 		}
+		e.log.Warn("waiting for brokers to accept produced records", "err", err)
 	}
 }
 
@@ -295,7 +301,7 @@ func (e *Engine) flush(ctx context.Context) error {
 // commit).
 func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) (ok bool, err error) {
 	var cerr error
-	e.consumer.CommitOffsetsSync(context.WithoutCancel(ctx), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	e.consumer.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			cerr = err
 			return
@@ -308,6 +314,9 @@ func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32
 			}
 		}
 	})
+	if cerr != nil && ctx.Err() != nil {
+		return false, fmt.Errorf("%w: offsets not committed", ErrCloseTimeout)
+	}
 	if cerr != nil {
 		if isRetriable(cerr) || errors.Is(cerr, kerr.RebalanceInProgress) || errors.Is(cerr, kerr.IllegalGeneration) ||
 			errors.Is(cerr, kerr.UnknownMemberID) || errors.Is(cerr, kerr.FencedInstanceID) {

@@ -85,6 +85,8 @@ type Config struct {
 	// KeepPartitionsOnClose skips the explicit LeaveGroup on Close so a
 	// quickly restarted static member gets its partitions back without a rebalance.
 	KeepPartitionsOnClose bool
+	// CloseTimeout bounds the final commit on Close.
+	CloseTimeout time.Duration
 
 	ReplicationFactor    int16
 	InternalTopicConfigs map[string]string
@@ -132,6 +134,7 @@ func (c *Config) validate() error {
 		"RebalanceTimeout": c.RebalanceTimeout, "HeartbeatInterval": c.HeartbeatInterval,
 		"ProducerLinger": c.ProducerLinger, "StateCleanupDelay": c.StateCleanupDelay,
 		"RepartitionPurgeInterval": c.RepartitionPurgeInterval, "TransactionTimeout": c.TransactionTimeout,
+		"CloseTimeout": c.CloseTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
@@ -167,6 +170,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.CommitInterval, time.Second)
 	def(&c.TransactionTimeout, 10*time.Second)
+	def(&c.CloseTimeout, 30*time.Second)
 	def(&c.SessionTimeout, 10*time.Second)
 	def(&c.RebalanceTimeout, 60*time.Second)
 	def(&c.ProducerLinger, 5*time.Millisecond)

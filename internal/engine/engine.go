@@ -33,6 +33,9 @@ var (
 	ErrAlreadyRunning = errors.New("app already running or finished")
 	// ErrMissingTopic is returned when a source or sink topic does not exist.
 	ErrMissingTopic = errors.New("topic does not exist")
+	// ErrCloseTimeout: Close gave up committing within CloseTimeout (brokers
+	// unreachable); the uncommitted work is abandoned as in a crash.
+	ErrCloseTimeout = errors.New("close timed out before the final commit")
 	// ErrProduce wraps a record the broker refused for good.
 	ErrProduce = errors.New("produce failed")
 )
@@ -247,7 +250,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}()
 
 	loopErr := e.loop(ctx)
-	if errors.Is(loopErr, errTestCrash) || e.cfg.crashOnClose {
+	if errors.Is(loopErr, errTestCrash) || errors.Is(loopErr, ErrCloseTimeout) || e.cfg.crashOnClose {
 		e.crash()
 		return loopErr
 	}

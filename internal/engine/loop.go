@@ -34,8 +34,13 @@ func (e *Engine) loop(ctx context.Context) error {
 		stopping := ctx.Err() != nil
 		if err == nil && stopping && !e.cfg.crashOnClose {
 			// The final commit runs while rebalances are still blocked,
-			// so no callback can interleave with it.
-			err = e.commit(ctx)
+			// so no callback can interleave with it. During an outage it
+			// gives up after CloseTimeout: under at-least-once the work is
+			// processed again after a restart, under exactly-once the
+			// open transaction aborts.
+			cctx, cancel := context.WithTimeout(context.Background(), e.cfg.CloseTimeout)
+			err = e.commit(cctx)
+			cancel()
 		}
 		e.consumer.AllowRebalance()
 		e.mu.Unlock()
@@ -60,7 +65,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 		return e.fatal
 	}
 	if e.txnDoomed {
-		if err := e.commit(ctx); err != nil {
+		if err := e.commit(context.Background()); err != nil {
 			return err
 		}
 	}
@@ -89,7 +94,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 			break
 		}
 		if e.commitNeeded() {
-			if err := e.commit(ctx); err != nil {
+			if err := e.commit(context.Background()); err != nil {
 				return err
 			}
 		}
@@ -102,7 +107,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	if now.Sub(e.lastCommit) >= e.cfg.CommitInterval || e.commitNeeded() {
-		if err := e.commit(ctx); err != nil {
+		if err := e.commit(context.Background()); err != nil {
 			return err
 		}
 	}

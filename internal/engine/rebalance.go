@@ -261,7 +261,7 @@ func (e *Engine) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 		return
 	}
 	if e.fatal == nil {
-		if err := e.commit(ctx); err != nil {
+		if err := e.commit(context.WithoutCancel(ctx)); err != nil {
 			e.log.Error("commit on revocation failed", "err", err)
 			e.setFatal(err)
 		}
