@@ -260,7 +260,7 @@ func (e *Engine) applyBatches(active []*task) (map[string]map[int32]kgo.EpochOff
 			if q.next < 0 {
 				continue
 			}
-			cp.Inputs[inputKey(q.topic, q.partition)] = q.next
+			cp.Inputs[e.inputKey(q.topic, q.partition)] = q.next
 			if q.dirty {
 				if offsets[q.topic] == nil {
 					offsets[q.topic] = make(map[int32]kgo.EpochOffset)

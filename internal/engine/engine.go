@@ -54,7 +54,8 @@ type Engine struct {
 	topicSub   map[string]*subtopology
 	partitions map[string]int32 // every topic the app reads or writes
 	changelogs map[string]string
-	topicIDs   map[string][16]byte
+	topicIDs   map[string][16]byte // changelogs
+	inputIDs   map[string][16]byte // source topics, repartition topics included
 	repartTops []string
 
 	env       *state.Env

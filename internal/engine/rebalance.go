@@ -126,7 +126,7 @@ func (e *Engine) openTask(id partition.TaskID) (*task, error) {
 	if ok {
 		e.cpMu.Lock()
 		for _, q := range t.queues {
-			if off, ok := cp.Inputs[inputKey(q.topic, q.partition)]; ok {
+			if off, ok := cp.Inputs[e.inputKey(q.topic, q.partition)]; ok {
 				if e.cpInputs[q.topic] == nil {
 					e.cpInputs[q.topic] = make(map[int32]int64)
 				}

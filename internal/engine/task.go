@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math"
@@ -407,8 +408,12 @@ func (t *task) nextWallPunctuation() (time.Time, bool) {
 	return time.UnixMilli(best), true
 }
 
-func inputKey(topic string, part int32) string {
-	return topic + "/" + strconv.FormatInt(int64(part), 10)
+// inputKey names an input partition in a checkpoint. It includes the topic
+// id, so a checkpointed offset of a deleted and recreated topic is never
+// taken for an offset of the new one.
+func (e *Engine) inputKey(topic string, part int32) string {
+	id := e.inputIDs[topic]
+	return topic + "/" + strconv.FormatInt(int64(part), 10) + "/" + hex.EncodeToString(id[:])
 }
 
 // closeInstances closes node instances that hold resources.
@@ -434,7 +439,7 @@ func (t *task) dropPending() {
 		// The consumer rewinds to the last committed offset, which the
 		// last applied checkpoint holds.
 		q.next = -1
-		if off, ok := t.cp.Inputs[inputKey(q.topic, q.partition)]; ok {
+		if off, ok := t.cp.Inputs[t.e.inputKey(q.topic, q.partition)]; ok {
 			q.next = off
 		}
 		q.dirty = false

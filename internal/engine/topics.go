@@ -209,12 +209,21 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 	for _, t := range e.changelogs {
 		clTopics = append(clTopics, t)
 	}
+	// Input topic ids key the checkpointed input offsets.
+	e.inputIDs = make(map[string][16]byte)
+	for _, n := range names {
+		e.inputIDs[n] = details[n].ID
+	}
+	clTopics = append(clTopics, e.repartTops...)
 	if len(clTopics) > 0 {
 		// A topic just created may take a moment to show in metadata.
 		for attempt := 0; ; attempt++ {
 			ids, err := changelog.TopicIDs(ctx, e.adm, clTopics...)
 			if err == nil {
 				e.topicIDs = ids
+				for _, t := range e.repartTops {
+					e.inputIDs[t] = ids[t]
+				}
 				break
 			}
 			if (!isRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition)) || ctx.Err() != nil {
