@@ -106,6 +106,9 @@ func (a *App) InstanceID() string { return a.eng.InstanceID() }
 // SkippedRecords counts records dropped by a SkipOnError policy.
 func (a *App) SkippedRecords() int64 { return a.eng.Skipped() }
 
+// DeadLetteredRecords counts records sent to the dead-letter topic.
+func (a *App) DeadLetteredRecords() int64 { return a.eng.DeadLettered() }
+
 // Topology returns the app's topology.
 func (a *App) Topology() *Topology { return a.topo }
 

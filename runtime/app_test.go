@@ -1132,3 +1132,108 @@ func TestAppCloseDuringOutageGivesUpAfterCloseTimeout(t *testing.T) {
 		t.Fatal("Run did not return during an outage")
 	}
 }
+
+func TestAppDeadLetterTopic(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 1)
+	// A small output limit: one input maps to an oversized output.
+	resp, err := c.adm.CreateTopic(context.Background(), 2, 1, map[string]*string{"max.message.bytes": ptr("2000")}, "out")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := runtime.NewBuilder()
+	in := runtime.StreamOf(b, "in", runtime.String(), runtime.Int64())
+	runtime.MapValuesE(in, func(_ string, v int64) (string, error) {
+		switch v {
+		case 7:
+			panic("unlucky")
+		case 13:
+			return "", errors.New("thirteen is not allowed")
+		case 99:
+			return strings.Repeat("x", 5000), nil // larger than out's max.message.bytes
+		}
+		return strconv.FormatInt(v*2, 10), nil
+	}, runtime.Named("double")).To("out")
+	eight := func(v int64) []byte { b, _ := runtime.Int64().Serialize(v); return b }
+	hdr := []kgo.RecordHeader{{Key: "correlation-id", Value: []byte("c-1")}}
+	c.produce("in",
+		&kgo.Record{Key: []byte("a"), Value: eight(1)},
+		&kgo.Record{Key: []byte("b"), Value: []byte("corrupt"), Headers: hdr},
+		&kgo.Record{Key: []byte("c"), Value: eight(13)},
+		&kgo.Record{Key: []byte("d"), Value: eight(99)},
+		&kgo.Record{Key: []byte("e"), Value: eight(2)},
+		&kgo.Record{Key: []byte("f"), Value: eight(7)},
+	)
+	cfg := c.config(t.TempDir(), "i1")
+	cfg.DeserializationErrors = runtime.DeadLetterOnError
+	cfg.ProcessingErrors = runtime.DeadLetterOnError
+	cfg.ProductionErrors = runtime.DeadLetterOnError
+	app, err := runtime.New(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	eventually(t, 30*time.Second, "good records out, bad ones dead-lettered", func() (bool, string) {
+		out := c.readAll("out")
+		dlq := c.readAll("count-app-dlq")
+		return len(out) == 2 && len(dlq) == 4, fmt.Sprintf("%d out, %d dead-lettered", len(out), len(dlq))
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range c.readAll("out") {
+		got[string(r.Key)] = string(r.Value)
+	}
+	if got["a"] != "2" || got["e"] != "4" {
+		t.Fatalf("outputs %v, want a=2 e=4", got)
+	}
+	byKey := map[string]*kgo.Record{}
+	for _, r := range c.readAll("count-app-dlq") {
+		byKey[string(r.Key)] = r
+	}
+	header := func(r *kgo.Record, k string) string {
+		for _, h := range r.Headers {
+			if h.Key == k {
+				return string(h.Value)
+			}
+		}
+		return ""
+	}
+	for key, want := range map[string]struct{ kind, offset, msg string }{
+		"b": {"deserialization", "1", "serde"},
+		"c": {"processing", "2", "thirteen"},
+		"d": {"production", "3", "max.message.bytes"},
+		"f": {"processing", "5", "unlucky"},
+	} {
+		r := byKey[key]
+		if r == nil {
+			t.Fatalf("no dead-letter record for %s", key)
+		}
+		if header(r, "__choreo.errors.kind") != want.kind || header(r, "__streams.errors.offset") != want.offset ||
+			header(r, "__streams.errors.topic") != "in" || header(r, "__streams.errors.partition") == "" ||
+			!strings.Contains(header(r, "__streams.errors.message"), want.msg) || header(r, "__streams.errors.exception") == "" {
+			t.Errorf("dead letter %s: headers %v", key, r.Headers)
+		}
+	}
+	if string(byKey["b"].Value) != "corrupt" || header(byKey["b"], "correlation-id") != "c-1" {
+		t.Errorf("dead letter b keeps the original bytes and headers: %q %v", byKey["b"].Value, byKey["b"].Headers)
+	}
+	if !strings.Contains(header(byKey["f"], "__streams.errors.stacktrace"), "goroutine") {
+		t.Errorf("panic dead letter without a stack trace")
+	}
+	if header(byKey["c"], "__choreo.errors.processor") != "double" {
+		t.Errorf("processor header = %q, want double", header(byKey["c"], "__choreo.errors.processor"))
+	}
+	if header(byKey["d"], "__choreo.errors.output.topic") != "out" {
+		t.Errorf("production dead letter without its output topic")
+	}
+	if n := app.DeadLetteredRecords(); n != 4 {
+		t.Errorf("DeadLetteredRecords = %d, want 4", n)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -19,6 +19,13 @@ const (
 	// SkipOnError drops the record (its store writes and outputs are rolled
 	// back), logs it at warn level and counts it; processing continues.
 	SkipOnError
+	// DeadLetterOnError is SkipOnError, and the record goes to the
+	// dead-letter topic (Config.DeadLetterTopic) with its original key,
+	// value and headers, plus headers describing the error:
+	// __streams.errors.exception, .message, .stacktrace (panics), .topic,
+	// .partition, .offset (Kafka Streams' KIP-1034 names), and
+	// __choreo.errors.processor, .timestamp, .kind, .output.topic.
+	DeadLetterOnError
 )
 
 // Config configures an App. The zero value of every optional field selects
@@ -121,6 +128,15 @@ type Config struct {
 	// ProcessingErrors is the policy for records an operator or user
 	// function fails on (error or panic). Default FailOnError.
 	ProcessingErrors ErrorPolicy
+	// ProductionErrors is the policy for output records that cannot be
+	// produced: records larger than the topic's max.message.bytes are
+	// caught before producing, so only that record is affected (the input
+	// record's other outputs and store writes stand). Default FailOnError.
+	ProductionErrors ErrorPolicy
+	// DeadLetterTopic receives dead-lettered records. Default
+	// <ApplicationID>-dlq, created at start-up (with as many partitions as
+	// the largest input topic) when a policy is DeadLetterOnError.
+	DeadLetterTopic string
 
 	// ClientOpts are added to every franz-go client the app creates (TLS,
 	// SASL, dialer ...).
@@ -174,6 +190,11 @@ func (c Config) engineConfig() engine.Config {
 	policy := map[engine.ErrorKind]ErrorPolicy{
 		engine.DeserializationError: c.DeserializationErrors,
 		engine.ProcessingError:      c.ProcessingErrors,
+		engine.ProductionError:      c.ProductionErrors,
+	}
+	useDLQ := false
+	for _, p := range policy {
+		useDLQ = useDLQ || p == DeadLetterOnError
 	}
 	return engine.Config{
 		AppID:                    c.ApplicationID,
@@ -203,9 +224,14 @@ func (c Config) engineConfig() engine.Config {
 		Logger:                   c.Logger,
 		StateListener:            c.StateListener,
 		RestoreListener:          c.RestoreListener,
+		DeadLetterTopic:          c.DeadLetterTopic,
+		UseDeadLetter:            useDLQ,
 		OnError: func(kind engine.ErrorKind, _ *kgo.Record, _ error) engine.Action {
-			if policy[kind] == SkipOnError {
+			switch policy[kind] {
+			case SkipOnError:
 				return engine.Skip
+			case DeadLetterOnError:
+				return engine.DeadLetter
 			}
 			return engine.Fail
 		},

@@ -19,6 +19,9 @@ const (
 	Fail Action = iota
 	// Skip drops the record (its partial writes are rolled back), counts and logs it.
 	Skip
+	// DeadLetter is Skip, and the record's original bytes go to the
+	// dead-letter topic with headers describing the error.
+	DeadLetter
 )
 
 // ErrorKind says at which step a record failed.
@@ -29,11 +32,17 @@ const (
 	DeserializationError ErrorKind = iota
 	// ProcessingError: an operator or user function returned an error or panicked.
 	ProcessingError
+	// ProductionError: an output record cannot be produced (e.g. larger
+	// than the topic's max.message.bytes).
+	ProductionError
 )
 
 func (k ErrorKind) String() string {
-	if k == DeserializationError {
+	switch k {
+	case DeserializationError:
 		return "deserialization"
+	case ProductionError:
+		return "production"
 	}
 	return "processing"
 }
@@ -93,6 +102,12 @@ type Config struct {
 
 	// OnError decides the fate of a failed record; nil fails the app.
 	OnError func(kind ErrorKind, rec *kgo.Record, err error) Action
+	// DeadLetterTopic receives dead-lettered records; default <AppID>-dlq.
+	// It is created at start-up when it does not exist.
+	DeadLetterTopic string
+	// UseDeadLetter makes start-up ensure DeadLetterTopic exists (some
+	// policy may answer DeadLetter).
+	UseDeadLetter bool
 
 	// ClientOpts are appended to every franz-go client the engine creates
 	// (security settings, dialers, ...).
@@ -193,6 +208,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = -1
+	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = c.AppID + "-dlq"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -114,7 +114,11 @@ type Engine struct {
 	// partition at (-1: the log start) until its task activates.
 	startPos map[string]map[int32]int64
 
-	skipped atomic.Int64
+	// maxBytes is max.message.bytes of the topics the app writes.
+	maxBytes map[string]int32
+
+	skipped      atomic.Int64
+	deadLettered atomic.Int64
 	// crashAt is a test hook: a CrashPoint at which the next commit stops
 	// the app as a killed process would.
 	crashAt atomic.Int32
@@ -191,6 +195,13 @@ func (e *Engine) Ready() bool { return e.lc.ready() }
 
 // Alive reports liveness: not in the error state.
 func (e *Engine) Alive() bool { return e.lc.alive() }
+
+// producerBatchMaxBytes is the producer's batch limit (and so its limit for
+// one record).
+const producerBatchMaxBytes = 1 << 20
+
+// DeadLettered is the number of records sent to the dead-letter topic.
+func (e *Engine) DeadLettered() int64 { return e.deadLettered.Load() }
 
 // Skipped is the number of records dropped by a Skip decision.
 func (e *Engine) Skipped() int64 { return e.skipped.Load() }
@@ -398,7 +409,7 @@ func (e *Engine) openGroupClients() error {
 		kgo.ProducerLinger(e.cfg.ProducerLinger),
 		kgo.MaxBufferedRecords(1 << 20),
 		kgo.RecordRetries(1 << 30),
-		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.ProducerBatchMaxBytes(producerBatchMaxBytes),
 	}
 	if e.cfg.Guarantee == ExactlyOnce {
 		opts := append(groupOpts, produceOpts...)
@@ -459,20 +470,6 @@ func (e *Engine) changelogPromise(r *kgo.Record, err error) {
 	if r.Offset+1 > m[r.Partition] {
 		m[r.Partition] = r.Offset + 1
 	}
-}
-
-// handleRecordError applies the configured policy to a failed record.
-func (e *Engine) handleRecordError(t *task, kind ErrorKind, r *kgo.Record, err error) error {
-	action := Fail
-	if e.cfg.OnError != nil {
-		action = e.cfg.OnError(kind, r, err)
-	}
-	if action == Skip {
-		e.skipped.Add(1)
-		t.log.Warn("skipping record", "kind", kind.String(), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		return nil
-	}
-	return fmt.Errorf("task %s: %s error at %s/%d offset %d: %w", t.name, kind, r.Topic, r.Partition, r.Offset, err)
 }
 
 // isRetriable reports whether err is a transient broker or network failure

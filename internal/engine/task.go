@@ -172,14 +172,20 @@ func (t *task) Send(topic string, part int32, key, value []byte, headers []kgo.R
 			part = partition.ForKey(key, n)
 		}
 	}
-	t.sends = append(t.sends, &kgo.Record{
+	rec := &kgo.Record{
 		Topic:     topic,
 		Partition: part,
 		Key:       key,
 		Value:     value,
 		Headers:   headers,
 		Timestamp: time.UnixMilli(ts),
-	})
+	}
+	// Checked here, so one oversized record does not fail the producer
+	// batch it would land in, and the policy decides about it alone.
+	if t.e.tooLarge(rec) {
+		return t.e.handleProductionError(t, rec, fmt.Errorf("%w: %d bytes to %s", errRecordTooLarge, recordSize(rec), topic))
+	}
+	t.sends = append(t.sends, rec)
 	return nil
 }
 
@@ -333,7 +339,7 @@ func (t *task) guarded(fn func() error) (err error) {
 	t.sends = t.sends[:0]
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %v\n%s", ErrPanic, p, debug.Stack())
+			err = &panicError{value: p, stack: debug.Stack()}
 		}
 		if err != nil {
 			t.batch.Rollback()

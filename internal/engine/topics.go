@@ -122,6 +122,7 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 	}
 	var missing []string
 	e.partitions = make(map[string]int32)
+	e.maxBytes = make(map[string]int32)
 	for _, n := range names {
 		d, ok := details[n]
 		if !ok || d.Partitions == 0 {
@@ -129,9 +130,15 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 			continue
 		}
 		e.partitions[n] = d.Partitions
+		e.maxBytes[n] = d.MaxMessageBytes
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("%w: %s (create them before starting the app)", ErrMissingTopic, strings.Join(missing, ", "))
+	}
+	if e.cfg.UseDeadLetter {
+		if err := e.ensureDeadLetterTopic(ctx); err != nil {
+			return err
+		}
 	}
 
 	if err := e.derivePartitions(); err != nil {
@@ -309,4 +316,36 @@ func (e *Engine) derivePartitions() error {
 		}
 	}
 	return nil
+}
+
+// ensureDeadLetterTopic creates the dead-letter topic when it is missing,
+// with as many partitions as the largest user topic, and learns its
+// partition count and size limit.
+func (e *Engine) ensureDeadLetterTopic(ctx context.Context) error {
+	var np int32 = 1
+	for _, n := range e.partitions {
+		np = max(np, n)
+	}
+	topic := e.cfg.DeadLetterTopic
+	spec := changelog.TopicSpec{Name: topic, Partitions: np, ReplicationFactor: e.cfg.ReplicationFactor}
+	for attempt := 0; ; attempt++ {
+		err := changelog.EnsureTopics(ctx, e.adm, []changelog.TopicSpec{spec})
+		if err == nil || errors.Is(err, changelog.ErrPartitionMismatch) { // an existing one keeps its partitioning
+			var d map[string]changelog.TopicInfo
+			d, err = changelog.DescribeTopics(ctx, e.adm, topic)
+			if err == nil {
+				e.partitions[topic] = d[topic].Partitions
+				e.maxBytes[topic] = d[topic].MaxMessageBytes
+				return nil
+			}
+		}
+		if (!isRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition)) || ctx.Err() != nil || attempt > 50 {
+			return fmt.Errorf("creating the dead-letter topic %s: %w", topic, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff(attempt)):
+		}
+	}
 }
