@@ -38,7 +38,12 @@ func newCluster(t *testing.T) *cluster {
 
 func newClusterOf(t *testing.T, brokers int) *cluster {
 	t.Helper()
-	b, err := testbroker.Start(testbroker.Options{Brokers: brokers})
+	return newClusterWith(t, testbroker.Options{Brokers: brokers})
+}
+
+func newClusterWith(t *testing.T, opts testbroker.Options) *cluster {
+	t.Helper()
+	b, err := testbroker.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -58,6 +60,8 @@ type config struct {
 	partitions   int
 	priceChanges int
 	deletes      int
+	guarantee    runtime.Guarantee
+	httpAddr     string
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -99,7 +103,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&rate, "rate", "0", "events per second, or \"peak\" (39/s); 0 = as fast as possible")
 	fs.Uint64Var(&c.seed, "seed", 1, "generator seed: the same seed gives the same load")
 	fs.Float64Var(&c.skew, "skew", orders.DefaultSkew, "Zipf exponent (> 1) of orders per customer; 0 = uniform")
-	fs.StringVar(&guarantee, "guarantee", "at-least-once", "processing guarantee: at-least-once (exactly-once is not in this runtime yet)")
+	fs.StringVar(&guarantee, "guarantee", "at-least-once", "processing guarantee: at-least-once or exactly-once")
+	fs.StringVar(&c.httpAddr, "http", "localhost:8080", "address of the HTTP server with /healthz, /readyz and /topology (empty: none)")
 	fs.IntVar(&c.partitions, "partitions", 6, "partitions of the input topics when creating them")
 	fs.IntVar(&c.priceChanges, "price-changes", 0, "product price changes produced mid-stream")
 	fs.IntVar(&c.deletes, "deletes", 0, "products deleted (tombstone) mid-stream")
@@ -127,9 +132,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	switch guarantee {
 	case "at-least-once":
+		c.guarantee = runtime.AtLeastOnce
 	case "exactly-once":
-		// runtime.Config has no processing-guarantee setting yet.
-		return c, errors.New("-guarantee exactly-once: not supported by this version of the runtime")
+		c.guarantee = runtime.ExactlyOnce
 	default:
 		return c, fmt.Errorf("-guarantee %q: want at-least-once or exactly-once", guarantee)
 	}
@@ -193,10 +198,17 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		Brokers:       cfg.brokers,
 		ApplicationID: orders.AppID,
 		StateDir:      cfg.state,
+		Guarantee:     cfg.guarantee,
 		Logger:        log,
+		StateListener: func(from, to runtime.State) {
+			log.Info("app state", "from", from.String(), "to", to.String())
+		},
 	})
 	if err != nil {
 		return err
+	}
+	if cfg.httpAddr != "" {
+		serveHTTP(ctx, log, cfg.httpAddr, app.Handler())
 	}
 	start := time.Now()
 	appCtx, stopApp := context.WithCancel(ctx)
@@ -413,4 +425,21 @@ func (p *progress) end() {
 	if p.tty {
 		fmt.Fprintln(os.Stderr)
 	}
+}
+
+// serveHTTP serves the app's probes and topology until ctx ends. A busy
+// address only costs the HTTP server, not the run.
+func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Warn("HTTP server not started", "addr", addr, "err", err)
+		return
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("HTTP server", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /topology")
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
 }

@@ -69,8 +69,9 @@ type env struct {
 	bin      string
 	brokers  []string
 	cl       *kgo.Client
-	adm      *kadm.Client
+	adm      *kadm.Client // on a client of its own, with fresh metadata
 	topo     string // count | orders
+	stores   []string // the logged stores
 	guar     string // exactly-once | at-least-once
 	app      string
 	stateDir string
@@ -92,8 +93,20 @@ func newEnv(ctx context.Context, t *testing.T, topo, guarantee string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
+	// The producer's client serves "all topics" metadata from a cache its
+	// own refreshes keep fresh without the topics the child creates: the
+	// admin client is a separate one with a short metadata age.
+	admCl, err := kgo.NewClient(kgo.SeedBrokers(br.Addrs()...), kgo.MetadataMinAge(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admCl.Close)
+	stores, err := changelogStores(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e := &env{
-		t: t, bin: bin, brokers: br.Addrs(), cl: cl, adm: kadm.NewClient(cl),
+		t: t, bin: bin, brokers: br.Addrs(), cl: cl, adm: kadm.NewClient(admCl), stores: stores,
 		topo: topo, guar: guarantee,
 		stateDir: filepath.Join(t.TempDir(), "state"),
 		logPath:  filepath.Join(t.TempDir(), "child.log"),
@@ -228,7 +241,7 @@ func runCrash(t *testing.T, topo, guarantee string, kills, events int, rng *rand
 			err    error
 			cpDesc string
 		)
-		if st.expected, cpDesc, err = restoreTail(ctx, e.brokers, e.adm, e.stateDir, e.app); err != nil {
+		if st.expected, cpDesc, err = restoreTail(ctx, e.brokers, e.adm, e.stateDir, e.app, e.stores); err != nil {
 			t.Fatalf("run %d: counting the changelog tail: %v", run, err)
 		}
 		c := e.start()

@@ -20,7 +20,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/choreo-go/choreo/changelog"
+	"github.com/choreo-go/choreo/examples/orders/orders"
 	"github.com/choreo-go/choreo/partition"
+	"github.com/choreo-go/choreo/runtime"
 	"github.com/choreo-go/choreo/state"
 )
 
@@ -219,19 +222,40 @@ func readTopics(ctx context.Context, brokers []string, adm *kadm.Client, fn func
 	return readRange(ctx, brokers, start, end, fn)
 }
 
-// changelogTopics lists the app's changelog topics that exist.
-func changelogTopics(ctx context.Context, adm *kadm.Client, app string) ([]string, error) {
-	td, err := adm.ListTopics(ctx)
+// changelogStores returns the logged stores of the child's topology.
+func changelogStores(topo string) ([]string, error) {
+	if topo == "count" {
+		return []string{countStore}, nil
+	}
+	b := runtime.NewBuilder()
+	orders.Topology(b)
+	tp, err := b.Build()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, name := range td.Names() {
-		if strings.HasPrefix(name, app+"-") && strings.HasSuffix(name, "-changelog") {
+	for name, spec := range tp.Graph().Graph.Stores {
+		if spec.Logged {
 			out = append(out, name)
 		}
 	}
 	slices.Sort(out)
+	return out, nil
+}
+
+// existingTopics returns those of topics that exist. adm must not serve
+// topic lists from a stale cache (see newEnv).
+func existingTopics(ctx context.Context, adm *kadm.Client, topics ...string) ([]string, error) {
+	td, err := adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range topics {
+		if d, ok := td[name]; ok && d.Err == nil && len(d.Partitions) > 0 {
+			out = append(out, name)
+		}
+	}
 	return out, nil
 }
 
@@ -285,8 +309,12 @@ func readCheckpoints(stateDir, app string) ([]taskCheckpoint, error) {
 // test's own read-committed consumer. Offsets also hold transaction
 // markers and aborted batches, so this is a count, not an offset
 // difference. The child must be dead.
-func restoreTail(ctx context.Context, brokers []string, adm *kadm.Client, stateDir, app string) (int64, string, error) {
-	topics, err := changelogTopics(ctx, adm, app)
+func restoreTail(ctx context.Context, brokers []string, adm *kadm.Client, stateDir, app string, stores []string) (int64, string, error) {
+	var names []string
+	for _, st := range stores {
+		names = append(names, changelog.TopicName(app, st))
+	}
+	topics, err := existingTopics(ctx, adm, names...)
 	if err != nil || len(topics) == 0 {
 		return 0, "", err
 	}
@@ -300,9 +328,13 @@ func restoreTail(ctx context.Context, brokers []string, adm *kadm.Client, stateD
 	}
 	var desc strings.Builder
 	for _, tc := range cps {
-		fmt.Fprintf(&desc, "task %s: checkpoint %v %+v\n", tc.task, tc.ok, tc.cp.Changelogs)
+		fmt.Fprintf(&desc, "  task %s: checkpoint %v, changelog offsets", tc.task, tc.ok)
+		for st, pos := range tc.cp.Changelogs {
+			fmt.Fprintf(&desc, " %s=%d", st, pos.Offset)
+		}
+		desc.WriteString("\n")
 	}
-	fmt.Fprintf(&desc, "last stable offsets %v", lso)
+	fmt.Fprintf(&desc, "  log starts %v, last stable offsets %v", from, lso)
 	for _, topic := range topics {
 		store := strings.TrimSuffix(strings.TrimPrefix(topic, app+"-"), "-changelog")
 		for _, tc := range cps {

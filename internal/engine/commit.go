@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -86,18 +85,6 @@ func (e *Engine) commitTxn(ctx context.Context) error {
 	start := time.Now()
 	e.lastCommit = e.cfg.Now()
 	doomed := e.txnDoomed
-	if !doomed {
-		// The session commits the consumer's polled positions, so every
-		// polled record must be processed before the transaction ends.
-		now := e.cfg.Now()
-		for _, t := range e.tasks {
-			if t.phase == phaseActive {
-				if _, err := t.process(math.MaxInt, now, true); err != nil {
-					return err
-				}
-			}
-		}
-	}
 	active := e.tasksWithWork()
 	if len(active) == 0 && !doomed {
 		return nil
@@ -111,7 +98,29 @@ func (e *Engine) commitTxn(ctx context.Context) error {
 	if doomed || perr != nil {
 		try = kgo.TryAbort
 	}
-	committed, err := e.session.End(ctx, try)
+	// franz-go's session would commit the consumer's polled positions;
+	// records polled but not processed yet (a task waiting for another
+	// partition) must not be committed, so the request carries the
+	// processed positions instead.
+	offsets := e.processedOffsets(active)
+	tctx := kgo.PreTxnCommitFnContext(ctx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		req.Topics = req.Topics[:0]
+		for topic, parts := range offsets {
+			rt := kmsg.NewTxnOffsetCommitRequestTopic()
+			rt.Topic = topic
+			for p, eo := range parts {
+				rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+				rp.Partition = p
+				rp.Offset = eo.Offset
+				rp.LeaderEpoch = eo.Epoch
+				rp.Metadata = &req.MemberID
+				rt.Partitions = append(rt.Partitions, rp)
+			}
+			req.Topics = append(req.Topics, rt)
+		}
+		return nil
+	})
+	committed, err := e.session.End(tctx, try)
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: transaction left to abort", ErrCloseTimeout)
 	}
@@ -129,23 +138,60 @@ func (e *Engine) commitTxn(ctx context.Context) error {
 		if _, err := e.applyBatches(active); err != nil {
 			return err
 		}
+		for _, t := range active {
+			for _, q := range t.queues {
+				if q.next >= 0 {
+					q.committed = q.next
+				}
+			}
+		}
 		if CrashPoint(e.crashAt.Load()) == CrashAfterStoreCommit {
 			return errTestCrash
 		}
 		e.lc.brokerOK()
 	} else {
+		// franz-go rewound to what it believes committed; rewind to
+		// what really is, and drop everything since.
 		e.log.Info("transaction aborted after a rebalance; pending work dropped", "tasks", len(active))
+		rewind := make(map[string]map[int32]kgo.EpochOffset)
 		for _, t := range e.tasks {
-			if t.phase == phaseActive {
-				t.dropPending()
+			if t.phase != phaseActive {
+				continue
+			}
+			t.dropPending()
+			for _, q := range t.queues {
+				if rewind[q.topic] == nil {
+					rewind[q.topic] = make(map[int32]kgo.EpochOffset)
+				}
+				// Unknown: the group has no offset; 0 resets to the log start.
+				rewind[q.topic][q.partition] = kgo.EpochOffset{Epoch: -1, Offset: max(q.committed, 0)}
 			}
 		}
+		e.consumer.SetOffsets(rewind)
 	}
 	if err := e.session.Begin(); err != nil {
 		return e.resetGroupMember(err)
 	}
 	e.log.Debug("transaction ended", "committed", committed, "tasks", len(active), "changelog_records", n, "took", time.Since(start))
 	return nil
+}
+
+// processedOffsets is the next offset to process of every input partition of
+// the given tasks that moved since the last commit.
+func (e *Engine) processedOffsets(active []*task) map[string]map[int32]kgo.EpochOffset {
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	for _, t := range active {
+		for _, q := range t.queues {
+			if q.next < 0 || !q.dirty {
+				continue
+			}
+			if offsets[q.topic] == nil {
+				offsets[q.topic] = make(map[int32]kgo.EpochOffset)
+			}
+			offsets[q.topic][q.partition] = kgo.EpochOffset{Epoch: q.leaderEpoch, Offset: q.next}
+		}
+	}
+	return offsets
 }
 
 // resetGroupMember recovers from a transaction whose outcome is unknown or

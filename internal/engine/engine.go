@@ -316,6 +316,9 @@ func (e *Engine) appDir() string { return filepath.Join(e.cfg.StateDir, e.cfg.Ap
 
 func (e *Engine) taskDir(id partition.TaskID) string { return filepath.Join(e.appDir(), id.String()) }
 
+// AppID is the application id.
+func (e *Engine) AppID() string { return e.cfg.AppID }
+
 // InstanceID is the stable id used for static membership.
 func (e *Engine) InstanceID() string { return e.cfg.InstanceID }
 

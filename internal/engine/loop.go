@@ -84,7 +84,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 			if t.phase != phaseActive {
 				continue
 			}
-			n, err := t.process(processBudget, now, false)
+			n, err := t.process(processBudget, now)
 			if err != nil {
 				return err
 			}

@@ -101,7 +101,7 @@ func (e *Engine) openTask(id partition.TaskID) (*task, error) {
 		if id.Partition >= e.partitions[topic] {
 			continue // a topic of the sub-topology with fewer partitions
 		}
-		q := &partQueue{topic: topic, partition: id.Partition, next: -1, lso: -1, leaderEpoch: -1}
+		q := &partQueue{topic: topic, partition: id.Partition, next: -1, committed: -1, lso: -1, leaderEpoch: -1}
 		t.queues = append(t.queues, q)
 		t.byTopic[topic] = q
 	}
@@ -193,6 +193,7 @@ func (e *Engine) activateRestored() error {
 			resume[q.topic] = append(resume[q.topic], q.partition)
 			if start, ok := e.startPos[q.topic][q.partition]; ok && q.next < 0 {
 				q.next = start
+				q.committed = start
 				q.fromStart = start < 0
 			}
 			delete(e.startPos[q.topic], q.partition)

@@ -41,6 +41,9 @@ type partQueue struct {
 	// fetch or lag probe, -1 unknown.
 	lso         int64
 	leaderEpoch int32
+	// committed is the input offset last committed for this partition
+	// (-1: the group has none).
+	committed int64
 	// fromStart: the group has no committed offset, so the consumer starts
 	// at the log start (learned by the lag probe) .
 	fromStart bool
@@ -248,8 +251,8 @@ const fetchDueWait = 5 * time.Second
 // (KIP-695): a task waits for an empty partition that has records still to
 // be fetched, or whose lag is not known yet; with MaxTaskIdle > 0 it also
 // waits that long for an empty partition that is caught up; with
-// MaxTaskIdle < 0 it never waits. force never waits.
-func (t *task) nextQueue(now time.Time, force bool) *partQueue {
+// MaxTaskIdle < 0 it never waits.
+func (t *task) nextQueue(now time.Time) *partQueue {
 	var best *partQueue
 	mustWait, idleWait := false, false
 	for _, q := range t.queues {
@@ -271,7 +274,7 @@ func (t *task) nextQueue(now time.Time, force bool) *partQueue {
 		}
 	}
 	maxIdle := t.e.cfg.MaxTaskIdle
-	if best == nil || force || len(t.queues) == 1 || maxIdle < 0 || (!mustWait && !idleWait) {
+	if best == nil || len(t.queues) == 1 || maxIdle < 0 || (!mustWait && !idleWait) {
 		t.blockedSince = time.Time{}
 		return best
 	}
@@ -289,12 +292,10 @@ func (t *task) nextQueue(now time.Time, force bool) *partQueue {
 }
 
 // process runs up to budget records; it returns how many it processed.
-// force processes records even where the task would wait for an empty
-// partition (before a transaction commits the polled positions).
-func (t *task) process(budget int, now time.Time, force bool) (int, error) {
+func (t *task) process(budget int, now time.Time) (int, error) {
 	n := 0
 	for n < budget {
-		q := t.nextQueue(now, force)
+		q := t.nextQueue(now)
 		if q == nil {
 			break
 		}
@@ -442,12 +443,8 @@ func (t *task) dropPending() {
 		clear(q.recs)
 		q.recs = q.recs[:0]
 		q.head = 0
-		// The consumer rewinds to the last committed offset, which the
-		// last applied checkpoint holds.
-		q.next = -1
-		if off, ok := t.cp.Inputs[t.e.inputKey(q.topic, q.partition)]; ok {
-			q.next = off
-		}
+		// The consumer rewinds to the last committed offset.
+		q.next = q.committed
 		q.dirty = false
 	}
 	t.pending = 0
