@@ -7,11 +7,14 @@
 // A task is (sub-topology, partition). One loop goroutine polls the group
 // consumer, appends fetched records to per-partition queues of their task
 // and processes every task in turn. Within a task the next record is taken
-// from the partition whose head has the lowest timestamp; a task whose other
-// partition is empty waits for it while that partition is known to have
-// unfetched records (its fetched position is below the last stable offset
-// reported by the latest fetch), up to Config.MaxTaskIdle, so a stream–table
-// join sees the table updates that precede a stream record.
+// from the partition whose head has the lowest timestamp. A task with an
+// empty partition waits for it (KIP-695) while the partition is known to
+// have records still to fetch (its position is below its last stable
+// offset), or while that is not known yet — franz-go returns nothing for an
+// empty partition, so the loop probes the last stable and start offsets —
+// up to 5 s; with MaxTaskIdle > 0 it also waits that long for a caught-up
+// partition. Transaction markers are kept by the consumer only to move a
+// partition's position past a transaction's end.
 //
 // Each record runs inside a savepoint of the task's state.Batch: an error or
 // a panic rolls back its store writes and drops the records it sent, then the
@@ -29,19 +32,45 @@
 // commit the input offsets to the group. Repartition topics are then purged
 // below the committed offsets (at most every 30 s).
 //
+// # Commit (exactly-once)
+//
+// One franz-go GroupTransactSession per instance (transactional id
+// <app>-<instance>): the loop is always inside a transaction. Every
+// CommitInterval the dirty store entries go to the changelogs inside it and
+// the session ends it, committing the processed input positions (set on the
+// TxnOffsetCommit request through PreTxnCommitFnContext — the session alone
+// would commit the polled ones, including records a task has not processed
+// yet). Only when the transaction committed are the store batches applied
+// with their checkpoints. A revocation or loss dooms the open transaction:
+// it is aborted, every task drops its pending work and the consumer rewinds
+// to the committed positions. An error from ending it (outcome unknown,
+// producer fenced after a long outage) closes every task and the session and
+// joins again with a new one; tasks reopen and replay their changelog tails.
+//
+// # Bad records
+//
+// A record that fails (deserialization, processing error or panic) is rolled
+// back, then Config.OnError decides: fail the app, skip it, or send its
+// original bytes to the dead-letter topic with KIP-1034 headers. An output
+// record larger than its topic's max.message.bytes is caught in Send, before
+// it could fail a producer batch, and handled the same way alone.
+//
 // # Rebalance and restore
 //
 // The group uses the task balancer of package partition (cooperative, all
 // partitions of a task on one member). Callbacks are gated with the loop by
 // franz-go's BlockRebalanceOnPoll and by Engine.mu. On assignment a task
-// opens its DB, its input partitions are paused, and the changelog Restorer
-// replays its changelogs from the checkpoint in the background while other
-// tasks keep processing; when the restore completes the loop instantiates the
-// processors, positions the input at the larger of the group's committed
-// offset and the checkpoint's input offset (a local restart after a crash
-// between store commit and offset commit does not apply input twice) and
-// resumes fetching. On revocation every task commits and the revoked ones
-// close; on loss (session expired) their uncommitted work is dropped.
+// opens its DB and its input partitions are paused. Once franz-go has
+// fetched the group's committed offsets (which waits for pending
+// transactions, so changelog end offsets are final), the input is
+// positioned at the larger of the committed offset and the checkpoint's
+// input offset for the same topic id (a local restart after a crash between
+// store commit and offset commit does not apply input twice), and the
+// changelog Restorer replays the task's changelogs from the checkpoint in
+// the background while other tasks keep processing. When the restore
+// completes the loop instantiates the processors and resumes fetching. On
+// revocation (at-least-once) every task commits and the revoked ones close;
+// on loss (session expired) their uncommitted work is dropped.
 //
 // # Outages
 //
