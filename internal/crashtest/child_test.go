@@ -19,13 +19,23 @@ import (
 	"time"
 )
 
-// buildChild builds cmd/app once per test binary run into a temp dir.
+// childBinary builds cmd/app once per test binary run into a temp dir
+// (removed by TestMain), with -race when the test runs with it.
 var (
 	buildOnce sync.Once
 	childBin  string
 	buildErr  error
 	buildDir  string
+	buildTook time.Duration
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
 
 func childBinary(t *testing.T) string {
 	t.Helper()
@@ -54,7 +64,8 @@ func childBinary(t *testing.T) string {
 			buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
 			return
 		}
-		fmt.Fprintf(os.Stderr, "crashtest: built the child in %v\n", time.Since(start).Round(time.Millisecond))
+		buildTook = time.Since(start)
+		t.Logf("built the test program in %v", buildTook.Round(time.Millisecond))
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -70,9 +70,9 @@ type env struct {
 	brokers  []string
 	cl       *kgo.Client
 	adm      *kadm.Client // on a client of its own, with fresh metadata
-	topo     string // count | orders
-	stores   []string // the logged stores
-	guar     string // exactly-once | at-least-once
+	topo     string       // count | orders
+	stores   []string     // the logged stores
+	guar     string       // exactly-once | at-least-once
 	app      string
 	stateDir string
 	logPath  string
@@ -312,7 +312,10 @@ func runCrash(t *testing.T, topo, guarantee string, kills, events int, rng *rand
 	case "orders":
 		f = verifyOrders(ctx, t, e, guarantee)
 	}
-	f.kills, f.elapsed, f.stats, f.produced = kills, elapsed, stats, produced.Load()
+	f.kills, f.elapsed, f.stats = kills, elapsed, stats
+	if f.inputs != events || produced.Load() != int64(events) {
+		t.Errorf("%d input events read back, %d acknowledged to the producer, want %d", f.inputs, produced.Load(), events)
+	}
 	f.log(t)
 	if t.Failed() {
 		t.Logf("child log: %s", logTail(e.logPath, 40))
@@ -332,7 +335,6 @@ func ordersLoad(events int, rate float64) orders.Options {
 // figures are what a combination prints.
 type figures struct {
 	kills            int
-	produced         int64
 	inputs, outputs  int
 	lost, duplicated int
 	notes            []string
@@ -362,20 +364,36 @@ func (f figures) log(t *testing.T) {
 			}
 		}
 	}
+	slices.Sort(warm)
+	slices.Sort(cold)
 	t.Logf("kills %d (%d during a restore; state dir deleted before %d restarts); input records %d; output records %d; lost %d; duplicated %d; "+
 		"restored records %d (runs that reached RUNNING replayed exactly the %d committed changelog records counted after their checkpoints: %d of %d runs); elapsed %v",
 		f.kills, killedRestore, colds, f.inputs, f.outputs, f.lost, f.duplicated, restored, expected, compared, len(f.stats), f.elapsed.Round(time.Millisecond))
 	t.Logf("start → RUNNING: warm %s; cold (empty state dir) %s", durStats(warm), durStats(cold))
+	// Restarts must not wait out the session timeout (static membership
+	// under the same -instance) or the transaction timeout (the same
+	// transactional id fences the dead instance's transaction at once).
+	// Warm restarts replay a short changelog tail, so a wait shows: the
+	// median must stay below the session timeout, every one below the
+	// runtime's 10 s transaction timeout.
+	if len(warm) > 0 {
+		if m := warm[len(warm)/2]; m >= *flagSession && !raceEnabled {
+			t.Errorf("warm restarts took a median %v to reach RUNNING, not below the session timeout %v: waiting for the group?", m, *flagSession)
+		}
+		if m := warm[len(warm)-1]; m >= 10*time.Second {
+			t.Errorf("a warm restart took %v to reach RUNNING: waiting out a session or transaction timeout?", m)
+		}
+	}
 	for _, n := range f.notes {
 		t.Log(n)
 	}
 }
 
+// durStats describes sorted durations.
 func durStats(ds []time.Duration) string {
 	if len(ds) == 0 {
 		return "-"
 	}
-	slices.Sort(ds)
 	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 	return fmt.Sprintf("n=%d min %v median %v max %v", len(ds), r(ds[0]), r(ds[len(ds)/2]), r(ds[len(ds)-1]))
 }

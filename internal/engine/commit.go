@@ -120,7 +120,9 @@ func (e *Engine) commitTxn(ctx context.Context) error {
 		}
 		return nil
 	})
+	done := e.lc.watch()
 	committed, err := e.session.End(tctx, try)
+	done()
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: transaction left to abort", ErrCloseTimeout)
 	}
@@ -315,8 +317,15 @@ func (e *Engine) applyBatches(active []*task) (map[string]map[int32]kgo.EpochOff
 				q.dirty = false
 			}
 		}
-		if err := t.batch.Commit(&cp, false); err != nil {
+		// Pebble keeps unsynced WAL writes in its own buffer, so a killed
+		// process loses them: sync at most once per second per task. A
+		// lost store commit costs only a longer changelog replay.
+		sync := now.Sub(t.lastSync) >= time.Second
+		if err := t.batch.Commit(&cp, sync); err != nil {
 			return nil, fmt.Errorf("task %s: commit store: %w", t.name, err)
+		}
+		if sync {
+			t.lastSync = now
 		}
 		t.cp = cp
 		t.pending = 0
@@ -327,6 +336,7 @@ func (e *Engine) applyBatches(active []*task) (map[string]map[int32]kgo.EpochOff
 // flush waits for every produced record; during an outage it keeps waiting
 // (franz-go retries), logging every 10 s, until ctx ends.
 func (e *Engine) flush(ctx context.Context) error {
+	defer e.lc.watch()()
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err := e.producer.Flush(fctx)
@@ -347,6 +357,8 @@ func (e *Engine) flush(ctx context.Context) error {
 // commit).
 func (e *Engine) commitOffsets(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) (ok bool, err error) {
 	var cerr error
+	done := e.lc.watch()
+	defer done()
 	e.consumer.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			cerr = err

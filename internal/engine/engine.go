@@ -101,7 +101,11 @@ type Engine struct {
 	fatal      error
 
 	// assigned is set once the group assigned this member (possibly nothing).
-	assigned     bool
+	// assigned: the group gave this member an assignment (possibly empty)
+	// in the current session; cleared when the session is lost.
+	assigned atomic.Bool
+	// everAssigned: cleanup of unowned state starts after the first one.
+	everAssigned bool
 	startedAt    time.Time
 	unownedSince map[partition.TaskID]time.Time
 
@@ -112,7 +116,7 @@ type Engine struct {
 	probeRes  *probeResult
 	// startPos holds the position franz-go starts each newly assigned
 	// partition at (-1: the log start) until its task activates.
-	startPos map[string]map[int32]int64
+	startPos map[string]map[int32][2]int64 // [start, group's committed offset]
 
 	// maxBytes is max.message.bytes of the topics the app writes.
 	maxBytes map[string]int32
@@ -167,7 +171,7 @@ func New(topo *graph.Topology, cfg Config) (*Engine, error) {
 
 		awaitingOffsets: make(map[string]map[int32]*task),
 		unownedSince:    make(map[partition.TaskID]time.Time),
-		startPos:        make(map[string]map[int32]int64),
+		startPos:        make(map[string]map[int32][2]int64),
 	}
 	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
 	subs, err := resolveSubtopologies(topo, cfg.AppID)
@@ -231,8 +235,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	defer e.env.Close()
 
-	// Admin metadata must be fresh: topics the app just created must show.
-	e.adminCl, err = kgo.NewClient(e.clientOpts(kgo.MetadataMinAge(100 * time.Millisecond))...)
+	e.adminCl, err = kgo.NewClient(e.clientOpts()...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
@@ -330,6 +333,9 @@ func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 		kgo.RetryBackoffFn(backoff),
 		kgo.RequestRetries(1 << 30),
 		kgo.RetryTimeout(0),
+		// After an outage, refresh metadata soon: franz-go's default 5 s
+		// minimum would delay the resume by seconds.
+		kgo.MetadataMinAge(250 * time.Millisecond),
 		// Every successful broker round trip (heartbeats included) keeps
 		// the app ready while it is idle.
 		kgo.WithHooks(brokerHook{e}),
@@ -383,7 +389,12 @@ func (e *Engine) openGroupClients() error {
 	for i, s := range e.subs {
 		subTopics[i] = s.topics
 	}
-	e.balancer = partition.NewBalancer(partition.BalancerConfig{Subtopologies: subTopics})
+	e.balancer = partition.NewBalancer(partition.BalancerConfig{
+		Subtopologies: subTopics,
+		// Called after every sync, also when this member's tasks did not
+		// change (franz-go then calls no assignment callback).
+		OnAssignment: func(*partition.AssignmentInfo) { e.assigned.Store(true) },
+	})
 	groupOpts := []kgo.Opt{
 		kgo.ConsumerGroup(e.cfg.AppID),
 		kgo.ConsumeTopics(topics...),

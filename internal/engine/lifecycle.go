@@ -2,6 +2,7 @@ package engine
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,28 @@ type lifecycle struct {
 	listener      func(from, to State)
 	now           func() time.Time
 	readyFreshFor time.Duration
+	// stuck counts broker operations (flush, offset commit, transaction
+	// end) running longer than stuckAfter: brokers that answer but make
+	// no progress (retriable errors) are an outage too.
+	stuck atomic.Int32
+}
+
+// stuckAfter is how long a broker operation may take before readiness drops.
+const stuckAfter = 2 * time.Second
+
+// watch marks the app not ready while op takes longer than stuckAfter; call
+// the returned func when op completes.
+func (l *lifecycle) watch() (done func()) {
+	var fired atomic.Bool
+	t := time.AfterFunc(stuckAfter, func() {
+		fired.Store(true)
+		l.stuck.Add(1)
+	})
+	return func() {
+		if !t.Stop() && fired.Load() {
+			l.stuck.Add(-1)
+		}
+	}
 }
 
 func (l *lifecycle) set(to State) {
@@ -90,7 +113,7 @@ func (l *lifecycle) ready() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ok := l.state == Running || (l.state == Rebalancing && l.assignedOnce)
-	return ok && now.Sub(l.lastBrokerOK) <= l.readyFreshFor
+	return ok && now.Sub(l.lastBrokerOK) <= l.readyFreshFor && l.stuck.Load() == 0
 }
 
 func (l *lifecycle) alive() bool { return l.get() != Error }

@@ -223,6 +223,7 @@ func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
 				return
 			}
 			e.log.Warn("group session interrupted; rejoining", "err", err)
+			e.assigned.Store(false)
 			e.lc.set(Rebalancing)
 		case isDataLoss(err):
 			// The broker lost records we had not read (or a topic was
@@ -308,8 +309,9 @@ func (e *Engine) pollTimeout() time.Duration {
 }
 
 func (e *Engine) updateState() {
-	if !e.assigned {
-		return // not joined yet
+	if !e.assigned.Load() {
+		e.lc.set(Rebalancing)
+		return // not (re)joined yet
 	}
 	for _, t := range e.tasks {
 		if t.phase == phaseRestoring {
@@ -323,7 +325,7 @@ func (e *Engine) updateState() {
 // cleanStateDirs removes the directories of tasks this instance has not
 // owned for StateCleanupDelay.
 func (e *Engine) cleanStateDirs(now time.Time) {
-	if e.cfg.InMemoryState || !e.assigned || now.Sub(e.lastClean) < min(time.Minute, e.cfg.StateCleanupDelay) {
+	if e.cfg.InMemoryState || !e.everAssigned || now.Sub(e.lastClean) < min(time.Minute, e.cfg.StateCleanupDelay) {
 		return
 	}
 	e.lastClean = now

@@ -43,7 +43,8 @@ func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lc.brokerOK()
-	e.assigned = true
+	e.assigned.Store(true)
+	e.everAssigned = true
 	pause := make(map[string][]int32)
 	for _, id := range e.tasksOf(assigned) {
 		if _, ok := e.tasks[id]; ok {
@@ -191,10 +192,12 @@ func (e *Engine) activateRestored() error {
 		e.cpMu.Lock()
 		for _, q := range t.queues {
 			resume[q.topic] = append(resume[q.topic], q.partition)
-			if start, ok := e.startPos[q.topic][q.partition]; ok && q.next < 0 {
-				q.next = start
-				q.committed = start
-				q.fromStart = start < 0
+			if pos, ok := e.startPos[q.topic][q.partition]; ok && q.next < 0 {
+				q.next, q.committed = pos[0], pos[1]
+				q.fromStart = q.next < 0
+				// Resumed ahead of the group's offset: commit that
+				// position even if no new input arrives.
+				q.dirty = q.next > q.committed
 			}
 			delete(e.startPos[q.topic], q.partition)
 		}
@@ -224,6 +227,7 @@ func (e *Engine) adjustFetchOffsets(_ context.Context, offsets map[string]map[in
 				e.startRestore(t)
 			}
 			start := o.EpochOffset().Offset
+			committed := max(start, -1)
 			if cp, ok := e.cpInputs[topic][p]; ok {
 				delete(e.cpInputs[topic], p)
 				if cp > start {
@@ -234,9 +238,9 @@ func (e *Engine) adjustFetchOffsets(_ context.Context, offsets map[string]map[in
 				}
 			}
 			if e.startPos[topic] == nil {
-				e.startPos[topic] = make(map[int32]int64)
+				e.startPos[topic] = make(map[int32][2]int64)
 			}
-			e.startPos[topic][p] = max(start, -1)
+			e.startPos[topic][p] = [2]int64{max(start, -1), committed}
 		}
 	}
 	return offsets, nil
@@ -279,6 +283,7 @@ func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.assigned.Store(false) // until the group assigns again
 	e.lc.set(Rebalancing)
 	if e.session != nil {
 		e.txnDoomed = true

@@ -115,6 +115,7 @@ type task struct {
 	rr          int32 // round robin for nil-key sends
 	needProbe   bool  // an empty partition's lag is unknown
 	pending     int   // records processed since the last commit
+	lastSync    time.Time
 	log         *slog.Logger
 }
 
