@@ -1,0 +1,226 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/bench/load"
+	"github.com/choreo-go/choreo/examples/orders/orders"
+	"github.com/choreo-go/choreo/runtime"
+)
+
+// peakHourEvents is the size of the peak hour the real-time factor refers to.
+const peakHourEvents = orders.DefaultEvents
+
+// runW4 measures the order topology: the peak hour as a burst (records
+// moved per second against the stateful ceiling's, and how much faster
+// than real time), then, on the same running app, end-to-end latency at
+// multiples of the peak rate with the load coming from a child process.
+func (h *harness) runW4(ctx context.Context, g Guarantee) error {
+	ctx, cancel := h.phaseCtx(ctx)
+	defer cancel()
+	prefix := "w4-" + string(g) + "-"
+	appID := prefix + "orders"
+	defer h.dropTopics(orders.TopicProducts, orders.TopicOrderLines, orders.TopicPortfolio, prefix)
+	if err := orders.CreateTopics(ctx, h.adm, partitions); err != nil {
+		return err
+	}
+	events := h.sz.OrderEvents
+	o := orders.DefaultOptions(h.o.Seed)
+	if events != orders.DefaultEvents {
+		o.Lines, o.MaxEvents = orders.LinesFor(events), events
+	}
+	var produced atomic.Int64
+	h.prog.start("preload W4 order events", int64(events), produced.Load)
+	_, err := load.ProduceOrders(ctx, h.cl, o, func(n int) { produced.Store(int64(n)) })
+	h.prog.stop()
+	if err != nil {
+		return err
+	}
+	records := int64(o.Records())
+
+	b := runtime.NewBuilder()
+	orders.Topology(b)
+	m := newMeter([]string{orders.TopicProducts, orders.TopicOrderLines}, []string{orders.TopicPortfolio}, 0)
+	id := "w4-" + string(g)
+	title := fmt.Sprintf("W4 order topology, %s-event burst", fmtCount(int64(events)))
+	ms := h.begin(id, title, int64(events), m.outN.Load)
+	a, err := h.startApp(ctx, b, appID, filepath.Join(h.tmp, appID), m, nil)
+	if err != nil {
+		ms.end()
+		return err
+	}
+	werr := waitProcessed(ctx, h.cl, a, appID, orders.SourceTopics(appID))
+	ms.end()
+	if werr != nil {
+		a.close()
+		return werr
+	}
+	w := m.window()
+	r := ms.row(id, fmt.Sprintf("W4 order topology (join + aggregation), %s events + %s products", fmtCount(int64(events)), fmtCount(int64(o.Products))), "choreo", g, records, w)
+	r.Baseline = baseState
+	r.MovedBaseline = true
+	r.Events = int64(events)
+	if secs := w.Seconds(); secs > 0 {
+		r.RealTime = 3600 * float64(events) / peakHourEvents / secs
+	}
+	r.Note = fmt.Sprintf("%s portfolio updates for %s events; %s records moved (inputs, 3 repartition topics both ways, changelogs of 4 stores, output); peak hour processed %.0f× faster than real time",
+		fmtCount(w.Outputs), fmtCount(int64(events)), fmtCount(w.Moved()), r.RealTime)
+	h.addRow(r)
+
+	lerr := h.latencyRuns(ctx, appID, events)
+	if cerr := a.close(); cerr != nil && lerr == nil {
+		lerr = fmt.Errorf("app: %w", cerr)
+	}
+	return lerr
+}
+
+// waitProcessed waits until the app's group has processed everything in
+// topics (orders.WaitProcessed), failing early if the app stops.
+func waitProcessed(ctx context.Context, cl *kgo.Client, a *app, group string, topics []string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- orders.WaitProcessed(ctx, cl, group, topics) }()
+	select {
+	case err := <-done:
+		return err
+	case err := <-a.errc:
+		a.errc <- err
+		return fmt.Errorf("app stopped while processing: %v", err)
+	}
+}
+
+// latencyBucket collects the latencies of one run.
+type latencyBucket struct {
+	mu       sync.Mutex
+	d        []time.Duration
+	noHeader int64
+	n        atomic.Int64
+}
+
+func (b *latencyBucket) add(d time.Duration, ok bool) {
+	b.mu.Lock()
+	if ok {
+		b.d = append(b.d, d)
+	} else {
+		b.noHeader++
+	}
+	b.mu.Unlock()
+	b.n.Add(1)
+}
+
+// latencyRuns produces order events at each multiple of the peak rate from
+// a cmd/load child process, and measures the time from each event's
+// creation header to the reception of the portfolio update it causes.
+func (h *harness) latencyRuns(ctx context.Context, appID string, idBase int) error {
+	ends, err := h.adm.ListEndOffsets(ctx, orders.TopicPortfolio)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return err
+	}
+	from := map[string]map[int32]kgo.Offset{orders.TopicPortfolio: {}}
+	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
+	lc, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumePartitions(from))
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	var cur atomic.Pointer[latencyBucket]
+	cur.Store(&latencyBucket{})
+	cctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for cctx.Err() == nil {
+			fs := lc.PollFetches(cctx)
+			now := time.Now()
+			b := cur.Load()
+			fs.EachRecord(func(r *kgo.Record) {
+				c, ok := load.Created(r)
+				b.add(now.Sub(c), ok)
+			})
+		}
+	})
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+
+	for _, st := range h.sz.Latency {
+		rate := st.Multiple * orders.PeakRate
+		events := max(1, int(rate*st.Duration.Seconds()))
+		b := &latencyBucket{}
+		cur.Store(b)
+		title := fmt.Sprintf("W4 latency at %g× peak (%.0f events/s, %s)", st.Multiple, rate, st.Duration)
+		h.prog.start(title, int64(events), b.n.Load)
+		cmd := exec.CommandContext(ctx, h.tools.load, "-orders",
+			"-brokers", strings.Join(h.brokers, ","),
+			"-rate", strconv.FormatFloat(rate, 'f', -1, 64),
+			"-events", strconv.Itoa(events),
+			"-idbase", strconv.Itoa(idBase),
+			"-seed", strconv.FormatUint(h.o.Seed, 10))
+		dieWithParent(cmd)
+		var stderr tailBuffer
+		stderr.max = 8 << 10
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			h.prog.stop()
+			return fmt.Errorf("load generator: %w: %s", err, stderr.String())
+		}
+		var gs struct {
+			load.Stats
+			RatePerSec float64 `json:"rate_per_s"`
+		}
+		_ = json.Unmarshal(out, &gs)
+		idBase += events
+		dctx, dcancel := context.WithTimeout(ctx, h.sz.DrainTimeout)
+		derr := orders.WaitProcessed(dctx, h.cl, appID, orders.SourceTopics(appID))
+		dcancel()
+		h.prog.stop()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b.mu.Lock()
+		d := slices.Clone(b.d)
+		noHeader := b.noHeader
+		b.mu.Unlock()
+		slices.Sort(d)
+		lr := LatencyRow{
+			Multiple: st.Multiple, Rate: rate, Duration: st.Duration.Seconds(),
+			Events: int64(events), Outputs: int64(len(d)), NoHeader: noHeader,
+			Drained: derr == nil, GeneratorRate: gs.RatePerSec,
+		}
+		if len(d) > 0 {
+			lr.P50 = ms(pct(d, 0.50))
+			lr.P99 = ms(pct(d, 0.99))
+			lr.Max = ms(d[len(d)-1])
+		}
+		h.rep.addLatency(lr)
+		h.prog.linef("  %s: p50 %.1f ms, p99 %.1f ms over %d outputs%s", title, lr.P50, lr.P99, len(d),
+			map[bool]string{true: "", false: fmt.Sprintf(" (backlog not drained after %s)", h.sz.DrainTimeout)}[lr.Drained])
+	}
+	return nil
+}
+
+// pct is the q-quantile of sorted d (nearest rank).
+func pct(d []time.Duration, q float64) time.Duration {
+	i := int(q*float64(len(d))+0.5) - 1
+	return d[min(max(i, 0), len(d)-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
