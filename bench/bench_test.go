@@ -170,8 +170,8 @@ func TestReportEmptyAndHelpers(t *testing.T) {
 	if _, err := sizesFor("huge"); err == nil {
 		t.Error("unknown scale accepted")
 	}
-	if _, err := Run(context.Background(), Options{Scale: Tiny, Guarantees: []Guarantee{EOS}}); err == nil {
-		t.Error("exactly-once accepted")
+	if _, err := Run(context.Background(), Options{Scale: Tiny, Guarantees: []Guarantee{"xa"}}); err == nil {
+		t.Error("unknown guarantee accepted")
 	}
 	if _, err := Run(context.Background(), Options{Scale: Tiny, Workloads: []string{"w9"}}); err == nil {
 		t.Error("unknown workload accepted")

@@ -35,7 +35,7 @@ func run(args []string) int {
 	var (
 		quick      = fs.Bool("quick", false, "a smaller run (≤ 2 minutes)")
 		workloads  = fs.String("workloads", "", "comma-separated workloads: "+strings.Join(bench.AllWorkloads, ",")+" (default all)")
-		guarantees = fs.String("guarantees", "alos", "comma-separated processing guarantees: alos (eos is not built yet)")
+		guarantees = fs.String("guarantees", "alos", "comma-separated processing guarantees: alos, eos")
 		out        = fs.String("out", "bench/results", "folder that receives a <timestamp> folder with the results")
 		cpuprofile = fs.Bool("cpuprofile", false, "write a CPU profile per phase (and of the broker) next to the results")
 		seed       = fs.Uint64("seed", 1, "seed of every generated load")
