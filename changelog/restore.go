@@ -225,10 +225,14 @@ type storeState struct {
 	batchN       int64 // records in the pending batch
 	batchLast    int64 // offset of the last record in the pending batch
 	lastProgress time.Time
+	lastLog      time.Time // last progress log line
 	lastProbe    time.Time
 	probing      bool
 	probeFails   int
 }
+
+// restoreLogEvery spaces the progress log lines of a long restore.
+const restoreLogEvery = 5 * time.Second
 
 // NewRestorer returns a Restorer that consumes with cl and lists offsets and
 // metadata with adm. Call Run to start it.
@@ -774,9 +778,16 @@ func (r *Restorer) flush(t *task) error {
 	t.ws.Reset()
 	t.dirty = false
 	l := r.opts.Listener
+	now := r.opts.Now()
 	for _, s := range t.stores {
 		if s.batchN > 0 {
 			s.restored += s.batchN
+			// A progress line every few seconds for long restores.
+			if now.Sub(s.lastLog) >= restoreLogEvery {
+				s.lastLog = now
+				r.log.Info("changelog: restoring", "task", t.req.Task, "store", s.sc.Store,
+					"restored", s.restored, "offset", s.batchLast, "end", s.end)
+			}
 			if l != nil {
 				l.OnBatchRestored(t.req.Task, s.sc.Store, s.sc.Topic, s.sc.Partition, s.batchLast, s.batchN)
 			}
@@ -832,7 +843,11 @@ func (r *Restorer) complete(t *task) {
 	}
 	delete(r.tasks, t.req.Task)
 	res := r.result(t, nil)
-	r.log.Debug("changelog: task restored", "task", t.req.Task, "records", res.Total, "wiped", res.Wiped)
+	if res.Total > 0 {
+		r.log.Info("changelog: task restored", "task", t.req.Task, "records", res.Total, "wiped", res.Wiped)
+	} else {
+		r.log.Debug("changelog: task restored", "task", t.req.Task, "records", res.Total, "wiped", res.Wiped)
+	}
 	done(t.req, res)
 }
 
