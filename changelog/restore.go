@@ -778,7 +778,7 @@ func (r *Restorer) flush(t *task) error {
 	t.ws.Reset()
 	t.dirty = false
 	l := r.opts.Listener
-	now := r.opts.Now()
+	now := time.Now() // log pacing is real time
 	for _, s := range t.stores {
 		if s.batchN > 0 {
 			s.restored += s.batchN
