@@ -546,11 +546,19 @@ func TestAppTwoInstancesSplitAndTakeOver(t *testing.T) {
 	c.createTopic("in", 4)
 	c.createTopic("out", 4)
 	want := produceCounts(c, 0, 4000, 40)
-	a1, err := runtime.New(countTopology(), c.config(t.TempDir(), "i1"))
+	// A session timeout with room for a loaded CI machine (-race, other
+	// packages' tests alongside): a heartbeat delayed past it would make
+	// the survivor lose its own tasks too.
+	cfgFor := func(id string) runtime.Config {
+		cfg := c.config(t.TempDir(), id)
+		cfg.SessionTimeout = 5 * time.Second
+		return cfg
+	}
+	a1, err := runtime.New(countTopology(), cfgFor("i1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2, err := runtime.New(countTopology(), c.config(t.TempDir(), "i2"))
+	a2, err := runtime.New(countTopology(), cfgFor("i2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -572,7 +580,7 @@ func TestAppTwoInstancesSplitAndTakeOver(t *testing.T) {
 	for k, v := range produceCounts(c, 4000, 1000, 40) {
 		want[k] += v
 	}
-	eventually(t, 45*time.Second, "survivor processes everything", func() (bool, string) {
+	eventually(t, 90*time.Second, "survivor processes everything", func() (bool, string) {
 		got := c.latestInt64("out")
 		for k, v := range want {
 			if got[k] < v {

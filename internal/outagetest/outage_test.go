@@ -14,6 +14,15 @@ package outagetest
 // stderr, CHOREO_TEST_LOG=info only info and above; otherwise they are kept
 // (info and above) and printed when a scenario fails.
 // -outage.long runs the network cut for 5 minutes instead of 30 s.
+//
+// The eos-* scenarios run the broker restart and a network cut under
+// ExactlyOnce (TransactionTimeout 5 s; the cut lasts 8 s, longer than it, so
+// the broker aborts the open transaction and fences the producer epoch). The
+// outage begins while a commit is in flight: the test waits for the app to
+// write the first request of a transaction commit (AddOffsetsToTxn,
+// TxnOffsetCommit or EndTxn) and breaks the brokers right then. The output is
+// read read-committed and each input seq must appear in exactly one output
+// (0 lost, 0 duplicated).
 
 import (
 	"context"
@@ -26,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -59,6 +69,11 @@ const (
 	// outage must last longer than 5 s to be visible in Ready.
 	restartOutage = 7 * time.Second
 	faultOutage   = 8 * time.Second
+	// eosTxnTimeout is the EOS scenarios' TransactionTimeout and eosCut
+	// their network cut: longer than the transaction timeout, so the
+	// broker aborts the open transaction and fences the producer.
+	eosTxnTimeout = 5 * time.Second
+	eosCut        = 8 * time.Second
 )
 
 // testerIP is the loopback address the test's own clients dial from, so a
@@ -75,6 +90,9 @@ type scenario struct {
 	// that keeps Ready true through this outage: the scenario is skipped
 	// with it (after every other check ran) while Ready does not drop.
 	readinessDefect string
+	// eos runs the app under ExactlyOnce, breaks the brokers while a
+	// transaction commit is in flight and requires 0 duplicates.
+	eos bool
 }
 
 func TestOutages(t *testing.T) {
@@ -83,20 +101,7 @@ func TestOutages(t *testing.T) {
 		cut = 5 * time.Minute
 	}
 	scenarios := []scenario{
-		{"broker-restart", func(t *testing.T) ([]string, []kgo.Opt, func(*testing.T)) {
-			b, err := testbroker.Start(testbroker.Options{DataDir: t.TempDir()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(b.Close)
-			return b.Addrs(), nil, func(t *testing.T) {
-				b.Stop()
-				time.Sleep(restartOutage) // hold the outage
-				if err := b.Restart(); err != nil {
-					t.Fatalf("restart: %v", err)
-				}
-			}
-		}, ""},
+		{name: "broker-restart", setup: brokerRestart},
 		{"broker-process-kill9", func(t *testing.T) ([]string, []kgo.Opt, func(*testing.T)) {
 			p := StartBroker(t, BrokerOptions{})
 			return p.Addrs(), nil, func(t *testing.T) {
@@ -108,28 +113,8 @@ func TestOutages(t *testing.T) {
 					t.Fatalf("restart: %v", err)
 				}
 			}
-		}, ""},
-		{"network-cut-" + cut.String(), func(t *testing.T) ([]string, []kgo.Opt, func(*testing.T)) {
-			n := faultproxy.NewNetwork()
-			t.Cleanup(n.Close)
-			b, err := testbroker.Start(testbroker.Options{DataDir: t.TempDir(), Extra: []kfake.Opt{kfake.ListenFn(n.Listen)}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(b.Close)
-			// Cut the app off; the test's producer and watcher (dialing
-			// from testerIP) stay connected, so input keeps arriving.
-			n.Filter(func(a net.Addr) bool {
-				ta, ok := a.(*net.TCPAddr)
-				return !ok || !ta.IP.Equal(testerIP)
-			})
-			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: testerIP}, Timeout: 5 * time.Second}
-			return b.Addrs(), []kgo.Opt{kgo.Dialer(d.DialContext)}, func(*testing.T) {
-				n.Blackhole()
-				time.Sleep(cut) // hold the outage
-				n.Heal()
-			}
-		}, ""},
+		}, "", false},
+		{name: "network-cut-" + cut.String(), setup: networkCut(cut)},
 		{"retriable-errors", func(t *testing.T) ([]string, []kgo.Opt, func(*testing.T)) {
 			b, err := testbroker.Start(testbroker.Options{DataDir: t.TempDir()})
 			if err != nil {
@@ -165,10 +150,55 @@ func TestOutages(t *testing.T) {
 				fetch.Remove()
 				t.Logf("faulted requests: produce %d, fetch %d, offset commit %d", produce.Hits(), fetch.Hits(), commit.Hits())
 			}
-		}, ""},
+		}, "", false},
+		// Exactly-once, with the outage beginning during a commit.
+		{name: "eos-broker-restart", setup: brokerRestart, eos: true},
+		{name: "eos-network-cut-" + eosCut.String(), setup: networkCut(eosCut), eos: true},
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) { runScenario(t, sc) })
+	}
+}
+
+// brokerRestart stops the kfake broker and starts it again on the same
+// ports with the same DataDir after restartOutage.
+func brokerRestart(t *testing.T) ([]string, []kgo.Opt, func(*testing.T)) {
+	b, err := testbroker.Start(testbroker.Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b.Addrs(), nil, func(t *testing.T) {
+		b.Stop()
+		time.Sleep(restartOutage) // hold the outage
+		if err := b.Restart(); err != nil {
+			t.Fatalf("restart: %v", err)
+		}
+	}
+}
+
+// networkCut blackholes the app's connections to a live broker for cut.
+func networkCut(cut time.Duration) func(t *testing.T) ([]string, []kgo.Opt, func(*testing.T)) {
+	return func(t *testing.T) ([]string, []kgo.Opt, func(*testing.T)) {
+		n := faultproxy.NewNetwork()
+		t.Cleanup(n.Close)
+		b, err := testbroker.Start(testbroker.Options{DataDir: t.TempDir(), Extra: []kfake.Opt{kfake.ListenFn(n.Listen)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(b.Close)
+		// Cut the app off; the test's producer and watcher (dialing
+		// from testerIP) stay connected, so input keeps arriving.
+		n.Filter(func(a net.Addr) bool {
+			ta, ok := a.(*net.TCPAddr)
+			return !ok || !ta.IP.Equal(testerIP)
+		})
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: testerIP}, Timeout: 5 * time.Second}
+		return b.Addrs(), []kgo.Opt{kgo.Dialer(d.DialContext)}, func(*testing.T) {
+			n.Blackhole()
+			time.Sleep(cut) // hold the outage
+			n.Heal()
+		}
 	}
 }
 
@@ -203,7 +233,15 @@ type harness struct {
 	events    []readyEvent
 	appStates []string
 	trips     []roundTrip // the app's clients' broker round trips
+
+	// commitArmed makes the next transaction-commit request the app writes
+	// signal commitHit with its key.
+	commitArmed atomic.Bool
+	commitHit   chan int16
 }
+
+// txnCommitKeys are the requests of a transaction commit, in order.
+var txnCommitKeys = []int16{int16(kmsg.AddOffsetsToTxn), int16(kmsg.TxnOffsetCommit), int16(kmsg.EndTxn)}
 
 type roundTrip struct {
 	at  time.Time
@@ -218,6 +256,28 @@ func (k tripHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E
 	k.h.mu.Lock()
 	k.h.trips = append(k.h.trips, roundTrip{at: time.Now(), key: key, ok: e2e.Err() == nil})
 	k.h.mu.Unlock()
+}
+
+// OnBrokerWrite signals the first transaction-commit request written once
+// armed.
+func (k tripHook) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err == nil && slices.Contains(txnCommitKeys, key) && k.h.commitArmed.CompareAndSwap(true, false) {
+		k.h.commitHit <- key
+	}
+}
+
+// awaitCommit blocks until the app writes a transaction-commit request and
+// returns its name.
+func (h *harness) awaitCommit(t *testing.T) string {
+	h.commitArmed.Store(true)
+	select {
+	case key := <-h.commitHit:
+		return kmsg.NameForKey(key)
+	case <-time.After(5 * time.Second):
+		h.commitArmed.Store(false)
+		t.Fatal("the app wrote no transaction commit request within 5 s")
+		return ""
+	}
 }
 
 func (h *harness) opts(extra ...kgo.Opt) []kgo.Opt {
@@ -262,6 +322,7 @@ func runScenario(t *testing.T, sc scenario) {
 	h := &harness{
 		t: t, addrs: addrs, clientOpts: clientOpts, logs: &lockedBuffer{},
 		sentAt: map[int64]time.Time{}, acked: map[int64]bool{}, prodErrs: map[string]int{}, firstOut: map[int64]time.Time{},
+		commitHit: make(chan int16, 1),
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -289,8 +350,9 @@ func runScenario(t *testing.T, sc scenario) {
 	}
 
 	// The watcher reads "out" and notes when each output arrives.
+	// Under exactly-once it reads committed: aborted outputs are not output.
 	watcher, err := kgo.NewClient(h.opts(kgo.ConsumeTopics("out"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond))...)
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +376,10 @@ func runScenario(t *testing.T, sc scenario) {
 			h.appStates = append(h.appStates, fmt.Sprintf("%s %v→%v", time.Now().Format("15:04:05.000"), from, to))
 			h.mu.Unlock()
 		},
+	}
+	if sc.eos {
+		cfg.Guarantee = runtime.ExactlyOnce
+		cfg.TransactionTimeout = eosTxnTimeout
 	}
 	b := runtime.NewBuilder()
 	runtime.Count(runtime.StreamOf(b, "in", runtime.String(), runtime.String()).GroupByKey(), runtime.Named("counts")).ToStream().To("out")
@@ -355,6 +421,11 @@ func runScenario(t *testing.T, sc scenario) {
 	}
 	t.Logf("warmed up: %d inputs counted", h.counted())
 
+	// Under exactly-once the outage begins during a commit.
+	var inFlight string
+	if sc.eos {
+		inFlight = h.awaitCommit(t)
+	}
 	start := time.Now()
 	outage(t)
 	healed := time.Now()
@@ -431,10 +502,11 @@ func runScenario(t *testing.T, sc scenario) {
 		t.Error("Run did not return within 30 s of cancel")
 	}
 
-	h.report(t, sc, reportIn{start: start, healed: healed, inputs: inputs, ackedSeqs: ackedSeqs, ready: ready, state: state, alive: alive})
+	h.report(t, sc, reportIn{inFlight: inFlight, start: start, healed: healed, inputs: inputs, ackedSeqs: ackedSeqs, ready: ready, state: state, alive: alive})
 }
 
 type reportIn struct {
+	inFlight      string // the commit request just written when the outage began (EOS)
 	start, healed time.Time
 	inputs        map[int64]*input // by seq, as read from "in"
 	ackedSeqs     []int64
@@ -609,6 +681,39 @@ func (h *harness) analyze(t *testing.T, sc scenario, in reportIn) (skip string) 
 	}
 	t.Logf("the app's broker round trips during the outage: %d completed %v, %d failed", completed, trips, failed)
 
+	if sc.eos {
+		// The commit in flight at the cut: its requests that failed, and
+		// the runtime's recoveries (logged at warn).
+		failedTxn := map[string]int{}
+		for _, rt := range h.trips {
+			if !rt.ok && !rt.at.Before(in.start) && slices.Contains(txnCommitKeys, rt.key) {
+				failedTxn[kmsg.NameForKey(rt.key)]++
+			}
+		}
+		var recoveries []string
+		for _, l := range strings.Split(h.logs.String(), "\n") {
+			if strings.Contains(l, `msg="transaction failed`) {
+				_, cause, _ := strings.Cut(l, "err=")
+				recoveries = append(recoveries, cause)
+			}
+		}
+		t.Logf("exactly-once: the outage began right after the app wrote %s (1 transaction commit in flight); failed transaction-commit requests since: %v; transactions failed and recovered with a new producer session: %d %q",
+			in.inFlight, failedTxn, len(recoveries), recoveries)
+		var dups []int64
+		for seq, inp := range in.inputs {
+			if outputs[seq] > inp.copies {
+				dups = append(dups, seq)
+			}
+		}
+		slices.Sort(dups)
+		if len(dups) > 0 || dupOutputs > 0 || recounted > 0 || sumFinal != int64(totalInputs) {
+			t.Errorf("exactly-once: %d seqs with more outputs than inputs (first: %v), %d duplicate outputs, %d inputs counted twice, sum of final counts %d for %d inputs",
+				len(dups), dups[:min(len(dups), 10)], dupOutputs, recounted, sumFinal, totalInputs)
+		}
+		if brokerDups > 0 {
+			t.Errorf("exactly-once: the broker stored %d input records twice", brokerDups)
+		}
+	}
 	if lostN > 0 {
 		t.Errorf("%d inputs never counted (first seqs: %v)", lostN, lost[:min(len(lost), 10)])
 	}
