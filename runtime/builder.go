@@ -203,7 +203,7 @@ func (s *sourceInst[K, V]) Process(kr *kgo.Record) error {
 	var r Record[K, V]
 	if kr.Key == nil {
 		if s.dropNullKeys {
-			s.dropped.drop(s.log, s.name, "null key")
+			s.dropped.dropInvalid(s.log, s.name, "null key")
 			return nil
 		}
 		r.nullKey = true

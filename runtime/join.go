@@ -82,8 +82,11 @@ type joinInst[K, V, VT, VR any] struct {
 }
 
 func (j *joinInst[K, V, VT, VR]) process(r Record[K, V]) error {
-	if r.nullKey || r.Tombstone {
-		j.dropped.drop(j.log, j.name, "null key or value")
+	if r.nullKey {
+		return &graph.Error{Node: j.name, Err: ErrNullKey}
+	}
+	if r.Tombstone {
+		j.dropped.dropInvalid(j.log, j.name, "null value")
 		return nil
 	}
 	vt, found, err := j.get(r.Key)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 
@@ -68,6 +69,20 @@ func (f fanout[K, V]) forward(r Record[K, V]) error {
 
 // dropCounter counts the records a node drops (and logs them at debug).
 type dropCounter struct{ n atomic.Int64 }
+
+// ErrNullKey is the processing error of a record with a nil key reaching an
+// operator that needs a key (a stream aggregation or a stream–table join).
+// Config.ProcessingErrors decides what happens to it.
+var ErrNullKey = errors.New("runtime: null key where a key is needed")
+
+// dropInvalid counts a record dropped because it cannot be processed (a
+// null key where a key is needed): like Kafka Streams, it is logged at warn.
+func (d *dropCounter) dropInvalid(log *slog.Logger, node, reason string) {
+	d.n.Add(1)
+	if log != nil {
+		log.Warn("record dropped", "node", node, "reason", reason)
+	}
+}
 
 func (d *dropCounter) drop(log *slog.Logger, node, reason string) {
 	d.n.Add(1)

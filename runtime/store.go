@@ -114,8 +114,13 @@ type aggInst[K, In, A any] struct {
 }
 
 func (a *aggInst[K, In, A]) process(r Record[K, In]) error {
-	if r.nullKey || (r.Tombstone && a.ignoreTombstones) {
-		a.dropped.drop(a.log, a.name, "null key or value")
+	if r.nullKey {
+		// Unlike Kafka Streams (which drops it with a warning), the error
+		// policy decides: fail with this error, skip, or dead-letter.
+		return &graph.Error{Node: a.name, Err: ErrNullKey}
+	}
+	if r.Tombstone && a.ignoreTombstones {
+		a.dropped.dropInvalid(a.log, a.name, "null value")
 		return nil
 	}
 	kb, err := a.store.serializeKey(r.Key)
