@@ -4,73 +4,36 @@ package crashtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// childBinary builds cmd/app once per test binary run into a temp dir
-// (removed by TestMain), with -race when the test runs with it.
-var (
-	buildOnce sync.Once
-	childBin  string
-	buildErr  error
-	buildDir  string
-	buildTook time.Duration
+	"github.com/choreo-go/choreo/internal/gobin"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	gobin.Cleanup()
 	os.Exit(code)
 }
 
+// childBinary builds cmd/app once per test binary run, with -race when the
+// test runs with it.
 func childBinary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			buildErr = fmt.Errorf("go tool not found: %w", err)
-			return
-		}
-		buildDir, err = os.MkdirTemp("", "crashtest-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		childBin = filepath.Join(buildDir, "app")
-		args := []string{"build", "-o", childBin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "./cmd/app")
-		cmd := exec.Command(goBin, args...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			buildErr = fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
-			return
-		}
-		buildTook = time.Since(start)
-		t.Logf("built the test program in %v", buildTook.Round(time.Millisecond))
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin, err := gobin.Build("github.com/choreo-go/choreo/internal/crashtest/cmd/app", raceEnabled)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return childBin
+	return bin
 }
 
 // child is one run of the test program.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/choreo-go/choreo/changelog"
 	"github.com/choreo-go/choreo/examples/orders/orders"
+	"github.com/choreo-go/choreo/internal/topicread"
 	"github.com/choreo-go/choreo/partition"
 	"github.com/choreo-go/choreo/runtime"
 	"github.com/choreo-go/choreo/state"
@@ -114,71 +115,13 @@ func produceSeq(ctx context.Context, cl *kgo.Client, from, events int, rate floa
 }
 
 // readRange hands fn every committed data record of the partitions in
-// from, from that offset up to (not including) the offset in to, read
-// with a read-committed consumer of its own. Control records are fetched
-// too (and not handed on), so a range ending in a transaction marker is
-// known to be read; aborted records are skipped by the consumer.
+// from up to the offsets in to (see topicread.Range), giving up after two
+// minutes.
 func readRange(ctx context.Context, brokers []string, from, to offsets, fn func(*kgo.Record)) error {
-	type tp struct {
-		t string
-		p int32
-	}
-	remaining := make(map[tp]int64)
-	consume := make(map[string]map[int32]kgo.Offset)
-	for topic, ps := range from {
-		for p, f := range ps {
-			end, ok := to[topic][p]
-			if !ok || f >= end {
-				continue
-			}
-			remaining[tp{topic, p}] = end
-			if consume[topic] == nil {
-				consume[topic] = make(map[int32]kgo.Offset)
-			}
-			consume[topic][p] = kgo.NewOffset().At(f)
-		}
-	}
-	if len(remaining) == 0 {
-		return nil
-	}
-	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(consume),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-		kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for len(remaining) > 0 {
-		fs := rd.PollFetches(rctx)
-		if rctx.Err() != nil {
-			return fmt.Errorf("reading committed records: %w; still waiting for %v (an open transaction?)", rctx.Err(), remaining)
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			if ferr == nil {
-				ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			k := tp{r.Topic, r.Partition}
-			end, ok := remaining[k]
-			if !ok || r.Offset >= end {
-				return
-			}
-			if !r.Attrs.IsControl() {
-				fn(r)
-			}
-			if r.Offset >= end-1 {
-				delete(remaining, k)
-			}
-		})
-	}
-	return nil
+	return topicread.Range(rctx, []kgo.Opt{kgo.SeedBrokers(brokers...),
+		kgo.FetchMaxBytes(64 << 20), kgo.FetchMaxPartitionBytes(16 << 20)}, from, to, fn)
 }
 
 // listOffsets returns start offsets and end offsets (high watermarks, or

@@ -12,59 +12,26 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/choreo-go/choreo/internal/gobin"
 )
 
 const brokerPkg = "github.com/choreo-go/choreo/internal/outagetest/cmd/broker"
 
-var build struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
-// BrokerBinary builds the broker program once per process into a
-// temporary directory and returns its path. RemoveBrokerBinary deletes it.
-func BrokerBinary() (string, error) {
-	build.once.Do(func() {
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			build.err = fmt.Errorf("outagetest: no go tool to build the broker: %w", err)
-			return
-		}
-		dir, err := os.MkdirTemp("", "choreo-outage-broker-")
-		if err != nil {
-			build.err = err
-			return
-		}
-		build.dir = dir
-		path := filepath.Join(dir, "broker")
-		cmd := exec.Command(gobin, "build", "-o", path, brokerPkg)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("outagetest: go build %s: %w\n%s", brokerPkg, err, out)
-			return
-		}
-		build.path = path
-	})
-	return build.path, build.err
-}
+// BrokerBinary builds the broker program once per process and returns its
+// path. RemoveBrokerBinary deletes it.
+func BrokerBinary() (string, error) { return gobin.Build(brokerPkg, false) }
 
 // RemoveBrokerBinary deletes the binary built by BrokerBinary (call it from
 // TestMain after the tests ran).
-func RemoveBrokerBinary() {
-	if build.dir != "" {
-		_ = os.RemoveAll(build.dir)
-	}
-}
+func RemoveBrokerBinary() { gobin.Cleanup() }
 
 // BrokerOptions configures a broker process.
 type BrokerOptions struct {

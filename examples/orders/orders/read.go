@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/internal/topicread"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -139,67 +141,21 @@ func consumeAll(ctx context.Context, cl *kgo.Client, topics []string, fn func(*k
 	if err != nil {
 		return fmt.Errorf("orders: list end offsets of %v: %w", topics, err)
 	}
-	type tp struct {
-		t string
-		p int32
-	}
-	from := make(map[string]map[int32]kgo.Offset)
-	remaining := make(map[tp]int64) // end offset per partition still to read
 	for _, t := range topics {
 		if _, ok := ends[t]; !ok {
 			return fmt.Errorf("orders: topic %s does not exist", t)
 		}
 	}
+	from, to := topicread.Offsets{}, topicread.Offsets{}
 	ends.Each(func(e kadm.ListedOffset) {
 		s, _ := starts.Lookup(e.Topic, e.Partition)
-		if e.Offset <= s.Offset {
-			return
-		}
 		if from[e.Topic] == nil {
-			from[e.Topic] = make(map[int32]kgo.Offset)
+			from[e.Topic], to[e.Topic] = map[int32]int64{}, map[int32]int64{}
 		}
-		from[e.Topic][e.Partition] = kgo.NewOffset().At(s.Offset)
-		remaining[tp{e.Topic, e.Partition}] = e.Offset
+		from[e.Topic][e.Partition], to[e.Topic][e.Partition] = s.Offset, e.Offset
 	})
-	if len(remaining) == 0 {
-		return nil
-	}
-	rd, err := kgo.NewClient(append(cl.Opts(),
-		kgo.ConsumePartitions(from),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.KeepControlRecords(),
-	)...)
-	if err != nil {
-		return fmt.Errorf("orders: reader client: %w", err)
-	}
-	defer rd.Close()
-	for len(remaining) > 0 {
-		fs := rd.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("orders: reading %v: %w", topics, err)
-		}
-		var ferr error
-		fs.EachError(func(t string, p int32, err error) {
-			if ferr == nil {
-				ferr = fmt.Errorf("orders: fetch %s partition %d: %w", t, p, err)
-			}
-		})
-		if ferr != nil {
-			return ferr
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			k := tp{r.Topic, r.Partition}
-			end, ok := remaining[k]
-			if !ok || r.Offset >= end {
-				return
-			}
-			if !r.Attrs.IsControl() {
-				fn(r)
-			}
-			if r.Offset >= end-1 {
-				delete(remaining, k)
-			}
-		})
+	if err := topicread.Range(ctx, cl.Opts(), from, to, fn); err != nil {
+		return fmt.Errorf("orders: reading %v: %w", topics, err)
 	}
 	return nil
 }
