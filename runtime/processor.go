@@ -67,6 +67,12 @@ type StoreRef[K, V any] struct {
 // Name is the store name, to list in Process.
 func (r StoreRef[K, V]) Name() string { return r.name }
 
+// KeySerde is the serde of the store's keys.
+func (r StoreRef[K, V]) KeySerde() Serde[K] { return r.key }
+
+// ValueSerde is the serde of the store's values.
+func (r StoreRef[K, V]) ValueSerde() Serde[V] { return r.val }
+
 // AddStore declares a logged key-value store (changelog
 // <app>-<name>-changelog) for processors. A processor gets it when it
 // lists the name in Process.

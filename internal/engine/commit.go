@@ -260,7 +260,7 @@ func (e *Engine) produceChangelogs(active []*task) int {
 					v = []byte{} // an empty value is not a tombstone
 				}
 			}
-			e.producer.Produce(context.Background(), &kgo.Record{Topic: topic, Partition: t.id.Partition, Key: m.Key, Value: v}, e.changelogPromise)
+			e.produce(&kgo.Record{Topic: topic, Partition: t.id.Partition, Key: m.Key, Value: v}, e.changelogPromise)
 			n++
 			return nil
 		})

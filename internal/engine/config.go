@@ -121,6 +121,8 @@ type Config struct {
 	// Now is the wall clock; nil means time.Now.
 	Now func() time.Time
 
+	// noBrokers: a Driver runs the engine without brokers.
+	noBrokers bool
 	// testDropOnClose makes Close abandon everything without committing,
 	// as a crash would (set through SetCrashOnClose).
 	crashOnClose bool
@@ -138,7 +140,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: ApplicationID %q may only contain letters, digits, '.', '_' and '-' (it prefixes topic names)", ErrInvalidConfig, c.AppID)
 		}
 	}
-	if len(c.Brokers) == 0 {
+	if len(c.Brokers) == 0 && !c.noBrokers {
 		return fmt.Errorf("%w: Brokers is required", ErrInvalidConfig)
 	}
 	if c.StateDir == "" && !c.InMemoryState {

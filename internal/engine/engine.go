@@ -118,6 +118,10 @@ type Engine struct {
 	// partition at (-1: the log start) until its task activates.
 	startPos map[string]map[int32][2]int64 // [start, group's committed offset]
 
+	// sink replaces the producer when a Driver runs the engine: it
+	// receives every record the tasks produce and completes its promise.
+	sink func(rec *kgo.Record, promise func(*kgo.Record, error))
+
 	// maxBytes is max.message.bytes of the topics the app writes.
 	maxBytes map[string]int32
 
@@ -452,6 +456,16 @@ func (e *Engine) openGroupClients() error {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	return nil
+}
+
+// produce hands an output, changelog or dead-letter record to the producer,
+// or to the test driver's sink when the engine runs without brokers.
+func (e *Engine) produce(rec *kgo.Record, promise func(*kgo.Record, error)) {
+	if e.sink != nil {
+		e.sink(rec, promise)
+		return
+	}
+	e.producer.Produce(context.Background(), rec, promise)
 }
 
 // sendPromise records the first hard produce failure; franz-go retries

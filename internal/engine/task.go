@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -350,7 +349,7 @@ func (t *task) guarded(fn func() error) (err error) {
 			return
 		}
 		for _, rec := range t.sends {
-			t.e.producer.Produce(context.Background(), rec, t.e.sendPromise)
+			t.e.produce(rec, t.e.sendPromise)
 		}
 		clear(t.sends)
 		t.sends = t.sends[:0]

@@ -72,29 +72,7 @@ func resolveSubtopologies(topo *graph.Topology, appID string) ([]*subtopology, e
 // internal topics. Unreachable brokers are an outage: it retries and logs
 // until ctx ends. A missing topic or a partition mismatch is a fatal error.
 func (e *Engine) setupTopics(ctx context.Context) error {
-	g := e.topo.Graph
-	external := map[string]bool{}
-	sinks := map[string]bool{}
-	for _, n := range g.Nodes {
-		switch {
-		case n.Kind == graph.KindSource && !n.InternalTopic:
-			for _, t := range n.Topics {
-				external[t] = true
-			}
-		case n.Kind == graph.KindSink && !n.InternalTopic:
-			sinks[n.Topic] = true
-		}
-	}
-	var names []string
-	for t := range external {
-		names = append(names, t)
-	}
-	for t := range sinks {
-		if !external[t] {
-			names = append(names, t)
-		}
-	}
-	sort.Strings(names)
+	names, nsources := e.userTopics()
 
 	var details map[string]changelog.TopicInfo
 	for attempt := 0; ; attempt++ {
@@ -141,61 +119,9 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 		}
 	}
 
-	if err := e.derivePartitions(); err != nil {
+	specs, err := e.planInternalTopics()
+	if err != nil {
 		return err
-	}
-
-	// Co-partitioning: every group of joined sources must agree.
-	var groups [][]string
-	for _, grp := range e.topo.CopartitionGroups {
-		var names []string
-		for _, ct := range grp {
-			names = append(names, topicName(e.cfg.AppID, ct.Internal, ct.Name))
-		}
-		groups = append(groups, names)
-	}
-	if err := partition.CheckCopartitioned(groups, e.partitions); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-
-	// Internal topics.
-	var specs []changelog.TopicSpec
-	cfgs := func(extra map[string]string) map[string]*string {
-		out := make(map[string]*string)
-		for k, v := range e.cfg.InternalTopicConfigs {
-			out[k] = &v
-		}
-		for k, v := range extra {
-			out[k] = &v
-		}
-		return out
-	}
-	for _, topic := range e.repartTops {
-		specs = append(specs, changelog.TopicSpec{
-			Name: topic, Partitions: e.partitions[topic], ReplicationFactor: e.cfg.ReplicationFactor,
-			// Purged after each commit, so records need no retention limit.
-			Configs: cfgs(map[string]string{"cleanup.policy": "delete", "retention.ms": "-1"}),
-		})
-	}
-	e.changelogs = make(map[string]string)
-	for _, s := range e.subs {
-		np := int32(0)
-		for _, t := range s.topics {
-			np = max(np, e.partitions[t])
-		}
-		for _, name := range s.stores {
-			spec := g.Stores[name]
-			if spec == nil || !spec.Logged {
-				continue
-			}
-			topic := graph.Changelog(e.cfg.AppID, name)
-			e.changelogs[name] = topic
-			e.partitions[topic] = np
-			specs = append(specs, changelog.TopicSpec{
-				Name: topic, Partitions: np, ReplicationFactor: e.cfg.ReplicationFactor, Compacted: true,
-				Configs: cfgs(map[string]string{"cleanup.policy": "compact"}),
-			})
-		}
 	}
 	for attempt := 0; ; attempt++ {
 		err := changelog.EnsureTopics(ctx, e.adm, specs)
@@ -244,8 +170,100 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 			}
 		}
 	}
-	e.log.Info("topics ready", "sources", len(external), "internal", len(specs))
+	e.log.Info("topics ready", "sources", nsources, "internal", len(specs))
 	return nil
+}
+
+// userTopics lists the user topics the app reads or writes (sorted) and
+// how many of them it reads.
+func (e *Engine) userTopics() (names []string, nsources int) {
+	external := map[string]bool{}
+	sinks := map[string]bool{}
+	for _, n := range e.topo.Graph.Nodes {
+		switch {
+		case n.Kind == graph.KindSource && !n.InternalTopic:
+			for _, t := range n.Topics {
+				external[t] = true
+			}
+		case n.Kind == graph.KindSink && !n.InternalTopic:
+			sinks[n.Topic] = true
+		}
+	}
+	for t := range external {
+		names = append(names, t)
+	}
+	for t := range sinks {
+		if !external[t] {
+			names = append(names, t)
+		}
+	}
+	sort.Strings(names)
+	return names, len(external)
+}
+
+// planInternalTopics derives the repartition topics' partition counts from
+// e.partitions (the user topics' counts), checks co-partitioning and names
+// the changelogs; it returns the internal topics to create. It needs no
+// broker: the test driver runs it on declared partition counts.
+func (e *Engine) planInternalTopics() ([]changelog.TopicSpec, error) {
+	g := e.topo.Graph
+	if err := e.derivePartitions(); err != nil {
+		return nil, err
+	}
+
+	// Co-partitioning: every group of joined sources must agree.
+	var groups [][]string
+	for _, grp := range e.topo.CopartitionGroups {
+		var names []string
+		for _, ct := range grp {
+			names = append(names, topicName(e.cfg.AppID, ct.Internal, ct.Name))
+		}
+		groups = append(groups, names)
+	}
+	if err := partition.CheckCopartitioned(groups, e.partitions); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+
+	// Internal topics.
+	var specs []changelog.TopicSpec
+	cfgs := func(extra map[string]string) map[string]*string {
+		out := make(map[string]*string)
+		for k, v := range e.cfg.InternalTopicConfigs {
+			out[k] = &v
+		}
+		for k, v := range extra {
+			out[k] = &v
+		}
+		return out
+	}
+	for _, topic := range e.repartTops {
+		specs = append(specs, changelog.TopicSpec{
+			Name: topic, Partitions: e.partitions[topic], ReplicationFactor: e.cfg.ReplicationFactor,
+			// Purged after each commit, so records need no retention limit.
+			Configs: cfgs(map[string]string{"cleanup.policy": "delete", "retention.ms": "-1"}),
+		})
+	}
+	e.changelogs = make(map[string]string)
+	for _, s := range e.subs {
+		np := int32(0)
+		for _, t := range s.topics {
+			np = max(np, e.partitions[t])
+		}
+		for _, name := range s.stores {
+			spec := g.Stores[name]
+			if spec == nil || !spec.Logged {
+				continue
+			}
+			topic := graph.Changelog(e.cfg.AppID, name)
+			e.changelogs[name] = topic
+			e.partitions[topic] = np
+			specs = append(specs, changelog.TopicSpec{
+				Name: topic, Partitions: np, ReplicationFactor: e.cfg.ReplicationFactor, Compacted: true,
+				Configs: cfgs(map[string]string{"cleanup.policy": "compact"}),
+			})
+		}
+	}
+	return specs, nil
 }
 
 // derivePartitions sets the partition count of every repartition topic:
