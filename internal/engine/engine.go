@@ -123,6 +123,7 @@ type Engine struct {
 
 	skipped      atomic.Int64
 	deadLettered atomic.Int64
+	met          *metrics
 	// crashAt is a test hook: a CrashPoint at which the next commit stops
 	// the app as a killed process would.
 	crashAt atomic.Int32
@@ -174,6 +175,7 @@ func New(topo *graph.Topology, cfg Config) (*Engine, error) {
 		startPos:        make(map[string]map[int32][2]int64),
 	}
 	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
+	e.met = newMetrics(cfg.AppID, &e.lc)
 	subs, err := resolveSubtopologies(topo, cfg.AppID)
 	if err != nil {
 		return nil, err
@@ -364,7 +366,7 @@ func (e *Engine) openClients() error {
 	e.restorer = changelog.NewRestorer(e.restoreCl, e.adm, changelog.RestorerOptions{
 		Logger:   e.log,
 		Now:      e.cfg.Now,
-		Listener: e.cfg.RestoreListener,
+		Listener: restoreListener{m: e.met, next: e.cfg.RestoreListener},
 	})
 	if err := e.openGroupClients(); err != nil {
 		e.restoreCl.Close()
@@ -393,7 +395,10 @@ func (e *Engine) openGroupClients() error {
 		Subtopologies: subTopics,
 		// Called after every sync, also when this member's tasks did not
 		// change (franz-go then calls no assignment callback).
-		OnAssignment: func(*partition.AssignmentInfo) { e.assigned.Store(true) },
+		OnAssignment: func(*partition.AssignmentInfo) {
+			e.assigned.Store(true)
+			e.met.rebalances.Add(1)
+		},
 	})
 	groupOpts := []kgo.Opt{
 		kgo.ConsumerGroup(e.cfg.AppID),
@@ -458,6 +463,7 @@ func (e *Engine) openGroupClients() error {
 // transient ones itself.
 func (e *Engine) sendPromise(r *kgo.Record, err error) {
 	if err == nil {
+		e.met.producedRecord(r.Topic)
 		return
 	}
 	e.prodMu.Lock()
@@ -476,6 +482,7 @@ func (e *Engine) changelogPromise(r *kgo.Record, err error) {
 		}
 		return
 	}
+	e.met.producedRecord(r.Topic)
 	m := e.clOffsets[r.Topic]
 	if m == nil {
 		m = make(map[int32]int64)
