@@ -300,3 +300,55 @@ func TestMetricsRegistries(t *testing.T) {
 		t.Fatalf("MetricsCollector on a new registry: CREATED = %v, want 1", got)
 	}
 }
+
+// TestMetricsBadRecords: records that fail are counted by kind and policy in
+// /metrics, and their dead-letter copies as produced records.
+func TestMetricsBadRecords(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 1)
+	c.createTopic("out", 1)
+	b := runtime.NewBuilder()
+	runtime.StreamOf(b, "in", runtime.String(), runtime.Int64()).
+		Filter(func(_ string, v int64) bool {
+			if v == 13 {
+				panic("unlucky")
+			}
+			return true
+		}).To("out")
+	cfg := c.config(t.TempDir(), "i1")
+	cfg.DeserializationErrors = runtime.DeadLetterOnError
+	cfg.ProcessingErrors = runtime.SkipOnError
+	app, err := runtime.New(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(app.Handler())
+	defer srv.Close()
+	running(t, app)
+
+	i64 := func(v int64) []byte { b, _ := runtime.Int64().Serialize(v); return b }
+	c.produce("in",
+		&kgo.Record{Key: []byte("a"), Value: i64(1)},
+		&kgo.Record{Key: []byte("b"), Value: []byte("not an int64")},
+		&kgo.Record{Key: []byte("c"), Value: i64(13)},
+		&kgo.Record{Key: []byte("d"), Value: []byte("nope")},
+		&kgo.Record{Key: []byte("e"), Value: i64(2)},
+	)
+	app1 := []string{"application_id", "count-app"}
+	eventually(t, 60*time.Second, "bad records counted", func() (bool, string) {
+		m := scrape(t, srv)
+		dlq := sum(series(m, "choreo_records_dead_lettered_total", append(app1, "kind", "deserialization")...))
+		dlqAll := sum(series(m, "choreo_records_dead_lettered_total", app1...))
+		skipped := sum(series(m, "choreo_records_skipped_total", append(app1, "kind", "processing")...))
+		skippedAll := sum(series(m, "choreo_records_skipped_total", app1...))
+		processed := sum(series(m, "choreo_records_processed_total", app1...))
+		out := sum(series(m, "choreo_records_produced_total", append(app1, "topic", "out")...))
+		dlqOut := sum(series(m, "choreo_records_produced_total", append(app1, "topic", "count-app-dlq")...))
+		state := fmt.Sprintf("dead-lettered %v (all kinds %v) skipped %v (all kinds %v) processed %v out %v dlq topic %v",
+			dlq, dlqAll, skipped, skippedAll, processed, out, dlqOut)
+		return dlq == 2 && dlqAll == 2 && skipped == 1 && skippedAll == 1 && processed == 5 && out == 2 && dlqOut == 2, state
+	})
+	if got := app.DeadLetteredRecords(); got != 2 {
+		t.Errorf("DeadLetteredRecords = %d, want 2 like the metric", got)
+	}
+}
