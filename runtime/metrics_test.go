@@ -103,6 +103,12 @@ func (g *gateListener) OnRestoreSuspended(string, string, string, int32, int64) 
 // 0, and a cold restart's restore shows records remaining, then none, with
 // every changelog record counted as restored.
 func TestMetricsCountsLagAndRestore(t *testing.T) {
+	for _, g := range []runtime.Guarantee{runtime.AtLeastOnce, runtime.ExactlyOnce} {
+		t.Run(g.String(), func(t *testing.T) { testMetricsCountsLagAndRestore(t, g) })
+	}
+}
+
+func testMetricsCountsLagAndRestore(t *testing.T, guarantee runtime.Guarantee) {
 	const n = 3000
 	const changelog = "count-app-counts-changelog"
 	c := newCluster(t)
@@ -116,7 +122,9 @@ func TestMetricsCountsLagAndRestore(t *testing.T) {
 	}
 	c.produce("in", recs...)
 
-	app, err := runtime.New(countTopology(), c.config(t.TempDir(), "i1"))
+	cfg := c.config(t.TempDir(), "i1")
+	cfg.Guarantee = guarantee
+	app, err := runtime.New(countTopology(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +180,8 @@ func TestMetricsCountsLagAndRestore(t *testing.T) {
 	var releaseOnce sync.Once
 	release := func() { releaseOnce.Do(func() { close(gate.release) }) }
 	t.Cleanup(release)
-	cfg := c.config(t.TempDir(), "i2")
+	cfg = c.config(t.TempDir(), "i2")
+	cfg.Guarantee = guarantee
 	cfg.RestoreListener = gate
 	app2, err := runtime.New(countTopology(), cfg)
 	if err != nil {
