@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/choreo-go/choreo/internal/apptest"
 	"github.com/choreo-go/choreo/internal/engine"
 )
@@ -31,6 +34,9 @@ var (
 type App struct {
 	topo *Topology
 	eng  *engine.Engine
+	// gatherer serves /metrics: the App's own registry, or the user's
+	// registerer when it can gather.
+	gatherer prometheus.Gatherer
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -53,7 +59,24 @@ func NewWithTopology(topo *Topology, cfg Config) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("choreo: %w", err)
 	}
-	return &App{topo: topo, eng: eng, done: make(chan struct{})}, nil
+	a := &App{topo: topo, eng: eng, done: make(chan struct{})}
+	reg := cfg.MetricsRegisterer
+	if reg == nil {
+		own := prometheus.NewRegistry()
+		own.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg, a.gatherer = own, own
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		a.gatherer = g
+	} else {
+		// Serve the app's metrics alone; the user serves the rest.
+		own := prometheus.NewRegistry()
+		own.MustRegister(eng.Collector())
+		a.gatherer = own
+	}
+	if err := reg.Register(eng.Collector()); err != nil {
+		return nil, fmt.Errorf("choreo: %w: registering metrics: %w", ErrInvalidConfig, err)
+	}
+	return a, nil
 }
 
 // Run joins the group and processes until ctx is cancelled or Close is
@@ -108,6 +131,16 @@ func (a *App) SkippedRecords() int64 { return a.eng.Skipped() }
 
 // DeadLetteredRecords counts records sent to the dead-letter topic.
 func (a *App) DeadLetteredRecords() int64 { return a.eng.DeadLettered() }
+
+// MetricsCollector returns a collector of the app's metrics (the choreo_*
+// metrics listed in the README), for users who assemble their own
+// registries. Each call returns a new collector of the same metrics.
+func (a *App) MetricsCollector() prometheus.Collector { return a.eng.Collector() }
+
+// MetricsGatherer returns the gatherer App.Handler serves /metrics from:
+// the App's own registry (app, Go runtime and process metrics) by default,
+// or Config.MetricsRegisterer when it is a prometheus.Gatherer.
+func (a *App) MetricsGatherer() prometheus.Gatherer { return a.gatherer }
 
 // Topology returns the app's topology.
 func (a *App) Topology() *Topology { return a.topo }

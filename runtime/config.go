@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/choreo-go/choreo/changelog"
@@ -148,6 +149,19 @@ type Config struct {
 	RestoreListener RestoreListener
 	// StateListener is called on every lifecycle state change.
 	StateListener func(from, to State)
+
+	// MetricsRegisterer receives the app's Prometheus metrics (choreo_*,
+	// with an application_id label; see the README's Metrics section).
+	// Default: a registry of the App's own, which also holds the Go runtime
+	// and process collectors, so two Apps in one process never collide.
+	// App.Handler serves /metrics from it, or from MetricsRegisterer when
+	// that is also a prometheus.Gatherer (a *prometheus.Registry is).
+	// Registering fails New (ErrInvalidConfig) when the registerer already
+	// holds metrics of the same ApplicationID: to run several instances of
+	// one application in one process on a shared registry, give each its
+	// own prometheus.WrapRegistererWith(prometheus.Labels{"instance": id},
+	// registry) (all of them: one registry cannot mix label sets).
+	MetricsRegisterer prometheus.Registerer
 }
 
 // Guarantee is the processing guarantee.

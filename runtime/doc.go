@@ -87,4 +87,15 @@
 // receives records, forwards records of any key and value type through its
 // ProcessorContext, schedules stream-time or wall-clock punctuators, and
 // uses the stores it declared (AddStore, opened typed with OpenStore).
+//
+// # Operations
+//
+// App.Handler serves /healthz, /readyz, /topology and /metrics. The
+// metrics (choreo_*: records consumed, processed and produced, process and
+// commit latency, consumer lag per partition, restore progress, state
+// sizes, rebalances, app state, skipped and dead-lettered records) are
+// listed with their labels in the README's Metrics section. They go to a
+// registry of the App's own unless Config.MetricsRegisterer names one;
+// App.MetricsGatherer and App.MetricsCollector serve users who expose
+// metrics themselves.
 package runtime

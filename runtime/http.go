@@ -3,6 +3,8 @@ package runtime
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Handler serves the app's probes and topology over HTTP:
@@ -14,6 +16,8 @@ import (
 //   - /topology: the topology as JSON (DescribeJSONFor the app id);
 //     ?format=mermaid gives the Mermaid diagram, ?format=text the Kafka
 //     Streams-style description.
+//   - /metrics: Prometheus metrics from MetricsGatherer (text or
+//     OpenMetrics exposition format).
 //
 // Probe responses carry a small JSON body: {"state":"RUNNING","ready":true,"alive":true}.
 func (a *App) Handler() http.Handler {
@@ -45,6 +49,7 @@ func (a *App) Handler() http.Handler {
 			http.Error(w, "format must be json, mermaid or text", http.StatusBadRequest)
 		}
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	return mux
 }
 

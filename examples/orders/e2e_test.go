@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -188,6 +191,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := orders.WaitProcessed(ctx, cl, orders.AppID, orders.SourceTopics(orders.AppID)); err != nil {
 		t.Fatal(err)
 	}
+	checkMetrics(ctx, t, app)
 	stop(app, done)
 
 	in, err := orders.ReadInputs(ctx, cl)
@@ -210,6 +214,46 @@ func TestEndToEnd(t *testing.T) {
 		t.Logf("%d events, %d dropped by the join, %d lines, %d customers: order-portfolio and the portfolio and lines tables equal the model",
 			st.Events, st.Dropped, st.Lines, len(want))
 	}
+}
+
+// checkMetrics scrapes /metrics from the app's HTTP handler (what the
+// program serves on -http) once everything is processed: every input
+// partition of every task, repartition topics included, has a lag of 0, and
+// the records the app processed and produced are counted.
+func checkMetrics(ctx context.Context, t *testing.T, app *runtime.App) {
+	t.Helper()
+	srv := httptest.NewServer(app.Handler())
+	defer srv.Close()
+	waitFor(ctx, t, 30*time.Second, "lag 0 in /metrics", func() (bool, string) {
+		resp, err := http.Get(srv.URL + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		var p expfmt.TextParser
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		if err != nil {
+			return false, err.Error()
+		}
+		total := func(name, label, value string) (sum float64, n int) {
+			for _, m := range fams[name].GetMetric() {
+				for _, l := range m.GetLabel() {
+					if label == "" || l.GetName() == label && l.GetValue() == value {
+						sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+						n++
+						break
+					}
+				}
+			}
+			return sum, n
+		}
+		lag, parts := total("choreo_consumer_lag_records", "", "")
+		processed, _ := total("choreo_records_processed_total", "", "")
+		out, _ := total("choreo_records_produced_total", "topic", orders.TopicPortfolio)
+		// 6 partitions of order-lines, products and the three repartition topics.
+		why := fmt.Sprintf("lag %v over %d partitions, %v processed, %v produced to %s", lag, parts, processed, out, orders.TopicPortfolio)
+		return lag == 0 && parts == 5*6 && processed > 0 && out > 0, why
+	})
 }
 
 // restoreCounter is a runtime.RestoreListener that counts restored

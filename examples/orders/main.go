@@ -104,7 +104,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "generator seed: the same seed gives the same load")
 	fs.Float64Var(&c.skew, "skew", orders.DefaultSkew, "Zipf exponent (> 1) of orders per customer; 0 = uniform")
 	fs.StringVar(&guarantee, "guarantee", "at-least-once", "processing guarantee: at-least-once or exactly-once")
-	fs.StringVar(&c.httpAddr, "http", "localhost:8080", "address of the HTTP server with /healthz, /readyz and /topology (empty: none)")
+	fs.StringVar(&c.httpAddr, "http", "localhost:8080", "address of the HTTP server with /healthz, /readyz, /topology and /metrics (empty: none)")
 	fs.IntVar(&c.partitions, "partitions", 6, "partitions of the input topics when creating them")
 	fs.IntVar(&c.priceChanges, "price-changes", 0, "product price changes produced mid-stream")
 	fs.IntVar(&c.deletes, "deletes", 0, "products deleted (tombstone) mid-stream")
@@ -436,7 +436,7 @@ func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handle
 		return
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("HTTP server", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /topology")
+	log.Info("HTTP server", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /topology /metrics")
 	go func() { _ = srv.Serve(ln) }()
 	go func() {
 		<-ctx.Done()

@@ -69,6 +69,7 @@ func (e *Engine) commitALOS(ctx context.Context) error {
 			e.purgeRepartitions(ctx, offsets)
 		}
 	}
+	e.met.commitDone(true, time.Since(start))
 	e.log.Debug("committed", "tasks", len(active), "changelog_records", n, "took", time.Since(start))
 	return nil
 }
@@ -174,6 +175,7 @@ func (e *Engine) commitTxn(ctx context.Context) error {
 	if err := e.session.Begin(); err != nil {
 		return e.resetGroupMember(err)
 	}
+	e.met.commitDone(committed, time.Since(start))
 	e.log.Debug("transaction ended", "committed", committed, "tasks", len(active), "changelog_records", n, "took", time.Since(start))
 	return nil
 }

@@ -127,6 +127,7 @@ type Engine struct {
 
 	skipped      atomic.Int64
 	deadLettered atomic.Int64
+	met          *metrics
 	// crashAt is a test hook: a CrashPoint at which the next commit stops
 	// the app as a killed process would.
 	crashAt atomic.Int32
@@ -178,6 +179,7 @@ func New(topo *graph.Topology, cfg Config) (*Engine, error) {
 		startPos:        make(map[string]map[int32][2]int64),
 	}
 	e.lc = lifecycle{state: Created, listener: cfg.StateListener, now: cfg.Now, readyFreshFor: max(5*time.Second, 2*cfg.HeartbeatInterval)}
+	e.met = newMetrics(cfg.AppID, &e.lc)
 	subs, err := resolveSubtopologies(topo, cfg.AppID)
 	if err != nil {
 		return nil, err
@@ -368,7 +370,7 @@ func (e *Engine) openClients() error {
 	e.restorer = changelog.NewRestorer(e.restoreCl, e.adm, changelog.RestorerOptions{
 		Logger:   e.log,
 		Now:      e.cfg.Now,
-		Listener: e.cfg.RestoreListener,
+		Listener: restoreListener{m: e.met, next: e.cfg.RestoreListener},
 	})
 	if err := e.openGroupClients(); err != nil {
 		e.restoreCl.Close()
@@ -397,7 +399,10 @@ func (e *Engine) openGroupClients() error {
 		Subtopologies: subTopics,
 		// Called after every sync, also when this member's tasks did not
 		// change (franz-go then calls no assignment callback).
-		OnAssignment: func(*partition.AssignmentInfo) { e.assigned.Store(true) },
+		OnAssignment: func(*partition.AssignmentInfo) {
+			e.assigned.Store(true)
+			e.met.rebalances.Add(1)
+		},
 	})
 	groupOpts := []kgo.Opt{
 		kgo.ConsumerGroup(e.cfg.AppID),
@@ -472,6 +477,7 @@ func (e *Engine) produce(rec *kgo.Record, promise func(*kgo.Record, error)) {
 // transient ones itself.
 func (e *Engine) sendPromise(r *kgo.Record, err error) {
 	if err == nil {
+		e.met.producedRecord(r.Topic)
 		return
 	}
 	e.prodMu.Lock()
@@ -490,6 +496,7 @@ func (e *Engine) changelogPromise(r *kgo.Record, err error) {
 		}
 		return
 	}
+	e.met.producedRecord(r.Topic)
 	m := e.clOffsets[r.Topic]
 	if m == nil {
 		m = make(map[int32]int64)

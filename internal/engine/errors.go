@@ -55,7 +55,9 @@ func (e *Engine) decide(kind ErrorKind, r *kgo.Record, err error) Action {
 // handleRecordError applies the policy to an input record whose processing
 // failed; its writes and sends are already rolled back.
 func (e *Engine) handleRecordError(t *task, kind ErrorKind, r *kgo.Record, err error) error {
-	switch e.decide(kind, r, err) {
+	action := e.decide(kind, r, err)
+	e.met.recordError(kind, action)
+	switch action {
 	case Skip:
 		e.skipped.Add(1)
 		t.log.Warn("skipping record", "kind", kind.String(), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -73,7 +75,9 @@ func (e *Engine) handleRecordError(t *task, kind ErrorKind, r *kgo.Record, err e
 // be produced; the input record's other effects stand.
 func (e *Engine) handleProductionError(t *task, out *kgo.Record, err error) error {
 	in := &kgo.Record{Topic: t.rc.Topic, Partition: t.rc.Partition, Offset: t.rc.Offset, Timestamp: time.UnixMilli(t.rc.Timestamp)}
-	switch e.decide(ProductionError, out, err) {
+	action := e.decide(ProductionError, out, err)
+	e.met.recordError(ProductionError, action)
+	switch action {
 	case Skip:
 		e.skipped.Add(1)
 		t.log.Warn("skipping output record", "topic", out.Topic, "input_topic", in.Topic, "input_offset", in.Offset, "err", err)

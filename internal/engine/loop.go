@@ -84,7 +84,9 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 			if t.phase != phaseActive {
 				continue
 			}
+			start := time.Now()
 			n, err := t.process(processBudget, now)
+			e.met.processedRecords(t, n, time.Since(start))
 			if err != nil {
 				return err
 			}
@@ -113,6 +115,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	e.maybeProbe(ctx, now)
 	e.updateState()
+	e.met.publish(e)
 	e.cleanStateDirs(now)
 	return nil
 }
@@ -264,6 +267,7 @@ func (e *Engine) distribute(fetches kgo.Fetches) {
 		}
 		q.lso = max(q.lso, lso)
 		q.recs = append(q.recs, p.Records...)
+		e.met.consumedRecords(t, p.Topic, p.Records)
 	})
 	if got {
 		e.lc.brokerOK()

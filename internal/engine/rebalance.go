@@ -56,6 +56,7 @@ func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 			return
 		}
 		e.tasks[id] = t
+		e.met.tasksChanged(taskAssigned, 1)
 		delete(e.unownedSince, id)
 		for _, q := range t.queues {
 			if e.byTP[q.topic] == nil {
@@ -255,6 +256,7 @@ func (e *Engine) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[strin
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.lc.set(Rebalancing)
+	e.met.tasksChanged(taskRevoked, len(e.tasksOf(revoked)))
 	if e.session != nil {
 		// The session aborts the open transaction: nothing of it may
 		// reach the stores. The revoked tasks close; the loop drops the
@@ -288,6 +290,7 @@ func (e *Engine) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int3
 	if e.session != nil {
 		e.txnDoomed = true
 	}
+	e.met.tasksChanged(taskLost, len(e.tasksOf(lost)))
 	for _, id := range e.tasksOf(lost) {
 		e.log.Warn("partitions lost; dropping uncommitted work", "task", id.String())
 		e.closeTask(id, false)
