@@ -353,6 +353,13 @@ func (d *Driver) Stores() []string {
 	return out
 }
 
+// IsTableStore reports whether store holds a table (values framed with
+// the record timestamp).
+func (d *Driver) IsTableStore(store string) bool {
+	spec := d.e.topo.Graph.Stores[store]
+	return spec != nil && spec.Table
+}
+
 // Skipped and DeadLettered count records the error policies dropped.
 func (d *Driver) Skipped() int64 { return d.e.Skipped() }
 

@@ -106,6 +106,18 @@ func (d *Driver) Topics() []string { return d.d.Topics() }
 // Stores lists the topology's store names, sorted.
 func (d *Driver) Stores() []string { return d.d.Stores() }
 
+// RawEntry is a store entry as stored: for a table, an 8-byte big-endian
+// timestamp, then the serialized value.
+type RawEntry = engine.KV
+
+// RawStore returns the committed entries of a store across its tasks,
+// sorted by key bytes.
+func (d *Driver) RawStore(name string) ([]RawEntry, error) { return d.d.StoreAll(name) }
+
+// IsTableStore reports whether a store holds a table: its raw values
+// start with the 8-byte big-endian timestamp of the record that set them.
+func (d *Driver) IsTableStore(name string) bool { return d.d.IsTableStore(name) }
+
 // Partitions is the partition count of a topic of the topology.
 func (d *Driver) Partitions(topic string) (int32, bool) { return d.d.Partitions(topic) }
 

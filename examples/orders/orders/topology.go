@@ -14,6 +14,13 @@ import "github.com/choreo-go/choreo/runtime"
 // Every stateful operator and repartition topic is named explicitly, so
 // the internal topics keep their names across topology edits.
 func Topology(b *runtime.Builder) runtime.Table[string, Portfolio] {
+	return TopologyPriced(b, Price)
+}
+
+// TopologyPriced is Topology with another pricing function in the join: a
+// variant of the topology, for comparing two versions on the same
+// recording (examples/replay).
+func TopologyPriced(b *runtime.Builder, price func(LineEvent, Product) PricedLine) runtime.Table[string, Portfolio] {
 	products := runtime.TableOf(b, TopicProducts, runtime.String(), runtime.Msgpack[Product](),
 		runtime.Named(NameProducts))
 	lines := runtime.StreamOf(b, TopicOrderLines, runtime.String(), runtime.Msgpack[LineEvent](),
@@ -24,7 +31,7 @@ func Topology(b *runtime.Builder) runtime.Table[string, Portfolio] {
 	byProduct := runtime.SelectKey(lines, func(_ string, e LineEvent) string { return e.ProductID },
 		runtime.Named("key-by-product")).
 		Repartition(runtime.Named(NameLinesByProduct))
-	priced := runtime.Join(byProduct, products, func(_ string, e LineEvent, p Product) PricedLine { return Price(e, p) },
+	priced := runtime.Join(byProduct, products, func(_ string, e LineEvent, p Product) PricedLine { return price(e, p) },
 		runtime.Named(NamePrice), runtime.WithValueSerde(runtime.Msgpack[PricedLine]()))
 
 	// 2. The lines table: the latest state of every line.
