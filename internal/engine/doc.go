@@ -93,6 +93,19 @@
 // iteration; restore progress comes from a changelog.Listener chained in
 // front of the user's. Collect turns all of it into constant metrics.
 //
+// # Driver
+//
+// driver.go runs the same tasks without brokers for runtime/choreotest:
+// every task of every sub-topology opens at once on in-memory stores;
+// produce (the one path by which tasks, changelog writes and dead letters
+// reach Kafka) hands records to the driver's sink instead of the producer,
+// which appends them to in-memory partitions and queues them for the task
+// reading that topic; records are processed in the order they were
+// written, and after each piped record or clock move the driver commits
+// with the engine's own produceChangelogs and applyBatches. planInternalTopics
+// derives repartition and changelog partition counts from declared counts,
+// as setupTopics does from the broker's.
+//
 // # Shutdown
 //
 // Shutdown commits, closes every task and leaves the group explicitly with
