@@ -83,6 +83,15 @@ type Config struct {
 	MaxTaskIdle time.Duration
 	// MaxPollRecords bounds the records taken per poll. Default 10,000.
 	MaxPollRecords int
+	// ProcessingThreads is how many goroutines process this instance's
+	// tasks at once (Kafka Streams' num.stream.threads). Default 1: every
+	// task runs on the loop goroutine. With n > 1, up to n tasks process
+	// their records in parallel between polls and commits; each task's
+	// processors and stores stay its own, but the functions given to the
+	// DSL (mappers, predicates, aggregators, processor suppliers) and the
+	// serdes are called concurrently for different tasks, so they must not
+	// share unsynchronized state. Records of one task stay in order.
+	ProcessingThreads int
 
 	// SessionTimeout is the group session timeout: how long the group waits
 	// for a crashed instance (static membership keeps its partitions that
@@ -223,6 +232,7 @@ func (c Config) engineConfig() engine.Config {
 		CommitMaxBytes:           c.CommitMaxBytes,
 		MaxTaskIdle:              c.MaxTaskIdle,
 		MaxPollRecords:           c.MaxPollRecords,
+		ProcessingThreads:        c.ProcessingThreads,
 		SessionTimeout:           c.SessionTimeout,
 		HeartbeatInterval:        c.HeartbeatInterval,
 		RebalanceTimeout:         c.RebalanceTimeout,

@@ -77,11 +77,13 @@ type Config struct {
 	Guarantee          Guarantee
 	TransactionTimeout time.Duration
 
-	CommitInterval    time.Duration
-	CommitMaxRecords  int
-	CommitMaxBytes    int
-	MaxTaskIdle       time.Duration
-	MaxPollRecords    int
+	CommitInterval   time.Duration
+	CommitMaxRecords int
+	CommitMaxBytes   int
+	MaxTaskIdle      time.Duration
+	MaxPollRecords   int
+	// ProcessingThreads is how many goroutines process tasks at once.
+	ProcessingThreads int
 	SessionTimeout    time.Duration
 	RebalanceTimeout  time.Duration
 	HeartbeatInterval time.Duration
@@ -157,7 +159,7 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
 		}
 	}
-	if c.CommitMaxRecords < 0 || c.CommitMaxBytes < 0 || c.MaxPollRecords < 0 || c.StateCacheBytes < 0 {
+	if c.CommitMaxRecords < 0 || c.CommitMaxBytes < 0 || c.MaxPollRecords < 0 || c.StateCacheBytes < 0 || c.ProcessingThreads < 0 {
 		return fmt.Errorf("%w: sizes must not be negative", ErrInvalidConfig)
 	}
 	if c.HeartbeatInterval > 0 && c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
@@ -201,6 +203,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CommitMaxBytes == 0 {
 		c.CommitMaxBytes = 64 << 20
+	}
+	if c.ProcessingThreads == 0 {
+		c.ProcessingThreads = 1
 	}
 	if c.MaxPollRecords == 0 {
 		c.MaxPollRecords = 10_000

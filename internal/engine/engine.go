@@ -118,6 +118,9 @@ type Engine struct {
 	// partition at (-1: the log start) until its task activates.
 	startPos map[string]map[int32][2]int64 // [start, group's committed offset]
 
+	// roundTasks is processRound's reused list of active tasks.
+	roundTasks []*task
+
 	// sink replaces the producer when a Driver runs the engine: it
 	// receives every record the tasks produce and completes its promise.
 	sink func(rec *kgo.Record, promise func(*kgo.Record, error))

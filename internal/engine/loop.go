@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-go/choreo/partition"
 )
@@ -79,18 +81,9 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 	e.applyProbe()
 	now := e.cfg.Now()
 	for {
-		total := 0
-		for _, t := range e.tasks {
-			if t.phase != phaseActive {
-				continue
-			}
-			start := time.Now()
-			n, err := t.process(processBudget, now)
-			e.met.processedRecords(t, n, time.Since(start))
-			if err != nil {
-				return err
-			}
-			total += n
+		total, err := e.processRound(now)
+		if err != nil {
+			return err
 		}
 		if total == 0 {
 			break
@@ -118,6 +111,49 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 	e.met.publish(e)
 	e.cleanStateDirs(now)
 	return nil
+}
+
+// processRound gives every active task up to processBudget records, on
+// the loop goroutine or, with ProcessingThreads > 1, on that many
+// goroutines at once (tasks share nothing but the thread-safe producer and
+// counters), and returns how many records were processed.
+func (e *Engine) processRound(now time.Time) (int, error) {
+	active := e.roundTasks[:0]
+	for _, t := range e.tasks {
+		if t.phase == phaseActive {
+			active = append(active, t)
+		}
+	}
+	e.roundTasks = active
+	run := func(t *task) (int, error) {
+		start := time.Now()
+		n, err := t.process(processBudget, now)
+		e.met.processedRecords(t, n, time.Since(start))
+		return n, err
+	}
+	if e.cfg.ProcessingThreads <= 1 || len(active) <= 1 {
+		total := 0
+		for _, t := range active {
+			n, err := run(t)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+		return total, nil
+	}
+	var total atomic.Int64
+	var g errgroup.Group
+	g.SetLimit(e.cfg.ProcessingThreads)
+	for _, t := range active {
+		g.Go(func() error {
+			n, err := run(t)
+			total.Add(int64(n))
+			return err
+		})
+	}
+	err := g.Wait()
+	return int(total.Load()), err
 }
 
 // maybeProbe lists the last stable offsets (and, for partitions the group
