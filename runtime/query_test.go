@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/choreo-go/choreo/partition"
 	"github.com/choreo-go/choreo/runtime"
 )
@@ -67,6 +69,31 @@ func groupOwners(c *cluster, group, topic string) (map[int32]string, int32, stri
 	return owners, info.Epoch, info.State
 }
 
+// inputCommitted reports whether group has committed offsets at the end
+// of every partition of topic: what it processed is then in its stores.
+func inputCommitted(c *cluster, group, topic string) func() (bool, string) {
+	return func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ends, err := c.adm.ListEndOffsets(ctx, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		committed, err := c.adm.FetchOffsets(ctx, group)
+		if err != nil {
+			return false, err.Error()
+		}
+		ok, why := true, ""
+		ends.Each(func(e kadm.ListedOffset) {
+			o, found := committed.Lookup(topic, e.Partition)
+			if !found || o.At < e.Offset {
+				ok, why = false, fmt.Sprintf("partition %d: committed %d, end %d", e.Partition, o.At, e.Offset)
+			}
+		})
+		return ok, why
+	}
+}
+
 // TestQueryTwoInstances: with the group settled and the output complete,
 // every key is answered by exactly one instance, with the right count; the
 // other answers ErrNotLocal naming the owner's endpoint; KeyOwner, asked
@@ -89,11 +116,47 @@ func TestQueryTwoInstances(t *testing.T) {
 		for _, id := range owners {
 			n[id]++
 		}
-		return st == "Stable" && len(owners) == 4 && n["i1"] > 0 && n["i2"] > 0 &&
-				a.app.State() == runtime.Running && b.app.State() == runtime.Running,
-			fmt.Sprintf("group %s %v, states %v %v", st, owners, a.app.State(), b.app.State())
+		if st != "Stable" || len(owners) != 4 || n["i1"] == 0 || n["i2"] == 0 {
+			return false, fmt.Sprintf("group %s %v", st, owners)
+		}
+		// Each instance has received this assignment (the broker knows
+		// it first) and has its tasks running.
+		for _, x := range apps {
+			ins, err := x.app.Instances()
+			if err != nil {
+				return false, fmt.Sprintf("%s: %v", x.id, err)
+			}
+			for _, in := range ins {
+				for _, p := range in.Partitions["in"] {
+					if owners[p] != in.InstanceID {
+						return false, fmt.Sprintf("%s has not seen the group's assignment %v yet", x.id, owners)
+					}
+				}
+			}
+			if x.app.State() != runtime.Running {
+				return false, fmt.Sprintf("%s is %v", x.id, x.app.State())
+			}
+		}
+		return true, ""
 	})
 	eventually(t, 60*time.Second, "counts complete", equalCounts(c, want))
+	// An instance reports Running until franz-go hands it the tasks of a
+	// new assignment (after its current poll round), and then restores
+	// them: until every task is open here, its keys answer
+	// ErrStoreNotReady, the documented answer to retry.
+	eventually(t, 60*time.Second, "every task open on its owner", func() (bool, string) {
+		for i := range keys {
+			for _, x := range apps {
+				if _, _, err := x.q.Get(context.Background(), "k"+strconv.Itoa(i)); errors.Is(err, runtime.ErrStoreNotReady) {
+					return false, fmt.Sprintf("%s: %v", x.id, err)
+				}
+			}
+		}
+		return true, ""
+	})
+	// Outputs are produced as records are processed, the stores written
+	// at the commit that then commits the input offsets.
+	eventually(t, 60*time.Second, "input committed", inputCommitted(c, "count-app", "in"))
 
 	ctx := context.Background()
 	check := func() error {
@@ -266,6 +329,7 @@ func TestQueryWhileRestoring(t *testing.T) {
 	want := produceCounts(c, 0, 300, 10)
 	first := startQueryApp(t, c, "i1", "i1.test:7001", nil)
 	eventually(t, 60*time.Second, "counts", equalCounts(c, want))
+	eventually(t, 60*time.Second, "input committed", inputCommitted(c, "count-app", "in"))
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
