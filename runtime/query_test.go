@@ -140,10 +140,9 @@ func TestQueryTwoInstances(t *testing.T) {
 		return true, ""
 	})
 	eventually(t, 60*time.Second, "counts complete", equalCounts(c, want))
-	// An instance reports Running until franz-go hands it the tasks of a
-	// new assignment (after its current poll round), and then restores
-	// them: until every task is open here, its keys answer
-	// ErrStoreNotReady, the documented answer to retry.
+	// Keys of a task that is not open on its owner yet (a rebalance that
+	// began after the wait above) answer ErrStoreNotReady, the documented
+	// answer to retry.
 	eventually(t, 60*time.Second, "every task open on its owner", func() (bool, string) {
 		for i := range keys {
 			for _, x := range apps {

@@ -125,8 +125,8 @@ func TestPortfolioEndpointTwoInstances(t *testing.T) {
 		return resp.StatusCode, resp.Header, body
 	}
 
-	// An instance may still open or restore tasks of the latest
-	// assignment: their customers answer 503 until then.
+	// Customers of a task not open on its owner yet (a rebalance that
+	// began after the wait above) answer 503 until it is.
 	waitFor(ctx, t, 60*time.Second, "every task open on its owner", func() (bool, string) {
 		for customer := range want {
 			for _, s := range servers {

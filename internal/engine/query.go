@@ -487,3 +487,33 @@ func (e *Engine) Instances() ([]Instance, error) {
 	}
 	return out, nil
 }
+
+// awaitingTasks reports whether the group's latest assignment gives this
+// instance a task it has not opened yet. franz-go hands the tasks over
+// only after the loop's current poll round (BlockRebalanceOnPoll), so
+// without this check the app would report Running, with nothing to
+// restore yet, in between. e.mu must be held.
+func (e *Engine) awaitingTasks() bool {
+	m := e.query.meta.Load()
+	if m == nil {
+		return false
+	}
+	for _, mi := range m.info.Members {
+		if mi.InstanceID != m.self {
+			continue
+		}
+		for _, t := range mi.Tasks {
+			if t.Subtopology >= len(m.info.Subtopologies) || len(m.info.Subtopologies[t.Subtopology]) == 0 {
+				continue
+			}
+			s := e.topicSub[m.info.Subtopologies[t.Subtopology][0]]
+			if s == nil {
+				continue
+			}
+			if _, ok := e.tasks[partition.TaskID{Subtopology: s.id, Partition: t.Partition}]; !ok {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -294,3 +294,31 @@ func TestQueryInstances(t *testing.T) {
 		t.Fatalf("instances %+v", ins)
 	}
 }
+
+// TestAwaitingTasks: between the sync that gives this instance new tasks
+// and franz-go handing them over, the app is not Running.
+func TestAwaitingTasks(t *testing.T) {
+	e := queryEngine("a")
+	e.tasks = map[partition.TaskID]*task{}
+	if e.awaitingTasks() {
+		t.Fatal("awaiting tasks before any assignment")
+	}
+	e.query.setAssignment(assignment(), "a")
+	if !e.awaitingTasks() {
+		t.Fatal("not awaiting the assigned tasks")
+	}
+	// "a" owns partitions 0 and 2 of both sub-topologies; the leader
+	// numbers them the other way round.
+	for s := range 2 {
+		for p := int32(0); p < 4; p += 2 {
+			e.tasks[partition.TaskID{Subtopology: s, Partition: p}] = &task{}
+		}
+	}
+	if e.awaitingTasks() {
+		t.Fatal("awaiting tasks that are open")
+	}
+	delete(e.tasks, partition.TaskID{Subtopology: 1, Partition: 2})
+	if !e.awaitingTasks() {
+		t.Fatal("not awaiting task 1_2 (the leader's 0_2)")
+	}
+}
