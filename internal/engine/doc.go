@@ -70,7 +70,10 @@
 // the background while other tasks keep processing. When the restore
 // completes the loop instantiates the processors and resumes fetching. On
 // revocation (at-least-once) every task commits and the revoked ones close;
-// on loss (session expired) their uncommitted work is dropped.
+// on loss (session expired) their uncommitted work is dropped. The app is
+// Running only when every task the group's latest assignment gives it is
+// open and restored: franz-go hands new tasks over only after the loop's
+// current poll round, and the state stays Rebalancing until then.
 //
 // # Interactive queries
 //
