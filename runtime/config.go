@@ -49,6 +49,13 @@ type Config struct {
 	// InMemoryState keeps stores in memory; they are restored from their
 	// changelogs on every start.
 	InMemoryState bool
+	// ApplicationServer is the host:port at which this instance answers
+	// interactive queries (Kafka Streams' application.server), e.g. its
+	// HTTP server. It is advertised to every instance through the group's
+	// member metadata, so any of them can name the owner of a key
+	// (TableQuery.KeyOwner, App.Instances). Optional: "" advertises none.
+	// New rejects a value that is not host:port.
+	ApplicationServer string
 
 	// Guarantee is the processing guarantee: AtLeastOnce (default) or
 	// ExactlyOnce.
@@ -225,6 +232,7 @@ func (c Config) engineConfig() engine.Config {
 		Brokers:                  c.Brokers,
 		StateDir:                 c.StateDir,
 		InMemoryState:            c.InMemoryState,
+		ApplicationServer:        c.ApplicationServer,
 		Guarantee:                c.Guarantee,
 		TransactionTimeout:       c.TransactionTimeout,
 		CommitInterval:           c.CommitInterval,

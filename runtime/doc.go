@@ -81,6 +81,48 @@
 // changelog and repartition topics: name every stateful operator and
 // repartition of a production topology. Duplicate names are a Build error.
 //
+// # Interactive queries
+//
+// Query(app, table) gives typed, read-only access to the store of a
+// materialized table — TableOf, or an aggregation (Count, Reduce,
+// Aggregate, CountTable, ReduceTable, AggregateTable) — while the app
+// runs: Get(ctx, k), and Range(ctx, from, to) and All(ctx) as
+// iter.Seq2[Row[K, V], error]. Reads go to the task's DB, never to the
+// batch of writes pending until the next commit, so they return committed
+// state (under ExactlyOnce: state whose transaction committed). A
+// reader never holds a task open: if the task closes meanwhile (revoked,
+// app stopping) the read ends with ErrStoreNotReady, and a slow reader
+// cannot hold up a rebalance. Keys and values are decoded with the
+// table's serdes, through the same [timestamp][value] store format the
+// operators use; a Row carries the timestamp.
+//
+// Each instance answers for the tasks it runs. Config.ApplicationServer
+// (host:port, Kafka Streams' application.server) is advertised in the
+// group's member metadata, and the group leader's task balancer sends the
+// whole assignment, with every member's endpoint, to every member in each
+// rebalance. So on any instance TableQuery.KeyOwner(k) serializes k with
+// the table's key serde, picks its partition with murmur2 over the
+// store's task count, and names the task's owner (instance id, host:port,
+// whether it is this instance); App.Instances lists every instance with
+// its tasks, partitions and stores. Get answers:
+//
+//   - the value (or ok == false) when the key's task runs here — also
+//     while a cooperative rebalance already assigns it elsewhere, until it
+//     is revoked;
+//   - a *NotLocalError (ErrNotLocal) naming the owner when another
+//     instance owns it;
+//   - ErrStoreNotReady when the task is assigned here but still opening or
+//     restoring (as in Kafka Streams, a restoring store is not queryable),
+//     before the first assignment, and when the app is not running.
+//
+// Range and All read every task of the store that runs here, merged into
+// one ascending order of serialized keys (byte-wise: String keys sort as
+// strings, Int64 keys as big-endian bytes); each task's part is a snapshot
+// taken when the iteration starts. from is included and to excluded. They
+// yield ErrStoreNotReady while any local task of the store restores, so a
+// partial answer never looks complete. The whole table is the union of
+// every instance's All.
+//
 // # Processor API
 //
 // Process adds a user Processor, created once per task by a supplier. It

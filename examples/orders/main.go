@@ -16,6 +16,21 @@
 //	go run ./examples/orders                 # again: no new events, just check
 //	go run ./examples/orders -count 10000    # 10,000 more events
 //
+// While it runs, the HTTP server (-http, default localhost:8080) serves
+// /healthz, /readyz, /topology and GET /portfolio/{customer}, an
+// interactive query of the portfolio table: 200 with the portfolio as JSON
+// when this instance owns the customer, 404 when it owns a customer with
+// no portfolio, a 307 redirect to the owner's -advertise address when
+// another instance owns it, 503 while the answer is not available here
+// (starting, rebalancing, restoring). -serve keeps the app running after
+// the check, serving queries until interrupted:
+//
+//	go run ./examples/orders -serve &
+//	curl -L localhost:8080/portfolio/C0001
+//
+// Instances sharing a broker (-brokers) form one group; each advertises
+// -advertise (default: the -http address) so the others can name it.
+//
 // The exit code is 0 when the portfolio and the lines equal the model, 1
 // when they do not or something failed, 2 for bad flags and 130 when
 // interrupted.
@@ -62,6 +77,8 @@ type config struct {
 	deletes      int
 	guarantee    runtime.Guarantee
 	httpAddr     string
+	advertise    string
+	serve        bool
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -104,7 +121,9 @@ func parseFlags(args []string) (config, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "generator seed: the same seed gives the same load")
 	fs.Float64Var(&c.skew, "skew", orders.DefaultSkew, "Zipf exponent (> 1) of orders per customer; 0 = uniform")
 	fs.StringVar(&guarantee, "guarantee", "at-least-once", "processing guarantee: at-least-once or exactly-once")
-	fs.StringVar(&c.httpAddr, "http", "localhost:8080", "address of the HTTP server with /healthz, /readyz, /topology and /metrics (empty: none)")
+	fs.StringVar(&c.httpAddr, "http", "localhost:8080", "address of the HTTP server with /healthz, /readyz, /topology, /metrics and GET /portfolio/{customer} (empty: none)")
+	fs.StringVar(&c.advertise, "advertise", "", "host:port other instances reach this one's HTTP server at, for interactive queries (default: the -http address)")
+	fs.BoolVar(&c.serve, "serve", false, "keep running after the check, serving queries, until interrupted")
 	fs.IntVar(&c.partitions, "partitions", 6, "partitions of the input topics when creating them")
 	fs.IntVar(&c.priceChanges, "price-changes", 0, "product price changes produced mid-stream")
 	fs.IntVar(&c.deletes, "deletes", 0, "products deleted (tombstone) mid-stream")
@@ -192,23 +211,45 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 
+	// The HTTP listener comes first: its address is what the app
+	// advertises to the group for interactive queries.
+	var ln net.Listener
+	if cfg.httpAddr != "" {
+		if ln, err = net.Listen("tcp", cfg.httpAddr); err != nil {
+			// A busy address only costs the HTTP server, not the run.
+			log.Warn("HTTP server not started", "addr", cfg.httpAddr, "err", err)
+			ln = nil
+		}
+	}
+	if cfg.advertise == "" && ln != nil {
+		cfg.advertise = advertised(cfg.httpAddr, ln)
+	}
 	b := runtime.NewBuilder()
-	orders.Topology(b)
+	portfolios := orders.Topology(b)
 	app, err := runtime.New(b, runtime.Config{
-		Brokers:       cfg.brokers,
-		ApplicationID: orders.AppID,
-		StateDir:      cfg.state,
-		Guarantee:     cfg.guarantee,
-		Logger:        log,
+		Brokers:           cfg.brokers,
+		ApplicationID:     orders.AppID,
+		StateDir:          cfg.state,
+		Guarantee:         cfg.guarantee,
+		ApplicationServer: cfg.advertise,
+		Logger:            log,
 		StateListener: func(from, to runtime.State) {
 			log.Info("app state", "from", from.String(), "to", to.String())
 		},
 	})
 	if err != nil {
+		if ln != nil {
+			ln.Close()
+		}
 		return err
 	}
-	if cfg.httpAddr != "" {
-		serveHTTP(ctx, log, cfg.httpAddr, app.Handler())
+	if ln != nil {
+		q, err := runtime.Query(app, portfolios)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		serveHTTP(ctx, log, ln, newHandler(app, q, log), cfg.advertise)
 	}
 	start := time.Now()
 	appCtx, stopApp := context.WithCancel(ctx)
@@ -259,11 +300,15 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 	}
 	elapsed := time.Since(start)
 	progress.end()
-	app.Close()
-	if err := <-runDone; err != nil {
-		return fmt.Errorf("app: %w", err)
+	stopped := false
+	if !cfg.serve {
+		app.Close()
+		if err := <-runDone; err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		stopped = true
+		log.Info("app stopped")
 	}
-	log.Info("app stopped")
 
 	after, err := committedRecords(ctx, adm, orders.TopicOrderLines)
 	if err != nil {
@@ -297,6 +342,19 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		"lines", st.Lines, orders.DiffLines(orders.EvaluateLines(in), lines)) && ok
 	if !ok {
 		return errors.New("results differ from the model")
+	}
+	if !stopped {
+		log.Info("serving queries until interrupted", "advertised", cfg.advertise)
+		select {
+		case <-ctx.Done():
+		case err := <-runDone:
+			return fmt.Errorf("app stopped: %v", err)
+		}
+		app.Close()
+		if err := <-runDone; err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		log.Info("app stopped")
 	}
 	return nil
 }
@@ -427,16 +485,11 @@ func (p *progress) end() {
 	}
 }
 
-// serveHTTP serves the app's probes and topology until ctx ends. A busy
-// address only costs the HTTP server, not the run.
-func serveHTTP(ctx context.Context, log *slog.Logger, addr string, h http.Handler) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Warn("HTTP server not started", "addr", addr, "err", err)
-		return
-	}
+// serveHTTP serves h on ln until ctx ends.
+func serveHTTP(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handler, advertised string) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	log.Info("HTTP server", "url", "http://"+ln.Addr().String(), "paths", "/healthz /readyz /topology /metrics")
+	log.Info("HTTP server", "url", "http://"+ln.Addr().String(), "advertised", advertised,
+		"paths", "/healthz /readyz /topology /metrics /portfolio/{customer}")
 	go func() { _ = srv.Serve(ln) }()
 	go func() {
 		<-ctx.Done()

@@ -208,4 +208,3 @@ func asJSON(_ string, v []byte) string {
 	}
 	return string(b)
 }
-

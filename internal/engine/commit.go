@@ -465,6 +465,7 @@ func (e *Engine) crash() {
 			<-e.restorer.Remove(t.name)
 		}
 		t.batch.Discard()
+		e.query.closed(id)
 		_ = t.db.Close()
 		delete(e.tasks, id)
 	}

@@ -73,6 +73,9 @@ type Config struct {
 	StateDir   string
 	// InMemoryState keeps stores in memory (restored from changelogs on every start).
 	InMemoryState bool
+	// ApplicationServer is the host:port this instance advertises to the
+	// group for interactive queries ("" advertises none).
+	ApplicationServer string
 
 	Guarantee          Guarantee
 	TransactionTimeout time.Duration
@@ -170,6 +173,9 @@ func (c *Config) validate() error {
 	}
 	if c.Guarantee == ExactlyOnce && c.TransactionTimeout <= c.CommitInterval {
 		return fmt.Errorf("%w: TransactionTimeout (%v) must exceed CommitInterval (%v)", ErrInvalidConfig, c.TransactionTimeout, c.CommitInterval)
+	}
+	if err := validateEndpoint(c.ApplicationServer); err != nil {
+		return err
 	}
 	if c.ReplicationFactor == 0 || c.ReplicationFactor < -1 {
 		return fmt.Errorf("%w: ReplicationFactor must be -1 (broker default) or positive", ErrInvalidConfig)

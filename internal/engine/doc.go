@@ -70,7 +70,28 @@
 // the background while other tasks keep processing. When the restore
 // completes the loop instantiates the processors and resumes fetching. On
 // revocation (at-least-once) every task commits and the revoked ones close;
-// on loss (session expired) their uncommitted work is dropped.
+// on loss (session expired) their uncommitted work is dropped. The app is
+// Running only when every task the group's latest assignment gives it is
+// open and restored: franz-go hands new tasks over only after the loop's
+// current poll round, and the state stays Rebalancing until then.
+//
+// # Interactive queries
+//
+// query.go keeps what queries read apart from Engine.mu, which the loop
+// holds through a poll round and its commit (for the length of an
+// outage): the DB of every task here, restoring or active, and the
+// group's latest AssignmentInfo. Each member advertises
+// Config.ApplicationServer in its balancer UserData (a version byte and
+// the length-prefixed host:port); the balancer delivers the whole
+// assignment to every member, so KeyOwner maps a serialized key to its
+// partition (murmur2 over the leader's task count of the store's
+// sub-topology, found by topic), its task and that task's owner.
+// StoreGet reads the task's DB (committed state, never the pending batch)
+// when the task is active here, else reports ErrStoreNotReady (restoring,
+// or assigned here but not opened yet) or a *NotLocalError. StoreRange
+// merges per-task iterators by key. A task closing closes its DB under
+// any reader; the reader then fails with state.ErrClosed, reported as
+// ErrStoreNotReady, so queries never delay a revocation.
 //
 // # Outages
 //

@@ -21,10 +21,6 @@ var ErrUnknownTopic = errors.New("topic is not part of the topology")
 // ErrDriverClosed is returned by a Driver used after Close.
 var ErrDriverClosed = errors.New("test driver closed")
 
-// ErrUnknownStore is returned by the Driver for a store the topology does
-// not have.
-var ErrUnknownStore = errors.New("store is not part of the topology")
-
 // DriverConfig configures a Driver beyond the engine's Config.
 type DriverConfig struct {
 	// Partitions sets the partition count of user topics; a topic not

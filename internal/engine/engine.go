@@ -134,6 +134,9 @@ type Engine struct {
 	// crashAt is a test hook: a CrashPoint at which the next commit stops
 	// the app as a killed process would.
 	crashAt atomic.Int32
+
+	// query is what interactive queries read (query.go).
+	query queryState
 }
 
 // CrashPoint names a step of the commit at which a test can simulate a crash.
@@ -400,9 +403,12 @@ func (e *Engine) openGroupClients() error {
 	}
 	e.balancer = partition.NewBalancer(partition.BalancerConfig{
 		Subtopologies: subTopics,
+		// Advertised to every member, for interactive queries.
+		UserData: func() []byte { return encodeEndpoint(e.cfg.ApplicationServer) },
 		// Called after every sync, also when this member's tasks did not
 		// change (franz-go then calls no assignment callback).
-		OnAssignment: func(*partition.AssignmentInfo) {
+		OnAssignment: func(info *partition.AssignmentInfo) {
+			e.query.setAssignment(info, e.cfg.InstanceID)
 			e.assigned.Store(true)
 			e.met.rebalances.Add(1)
 		},

@@ -349,9 +349,9 @@ func (e *Engine) pollTimeout() time.Duration {
 }
 
 func (e *Engine) updateState() {
-	if !e.assigned.Load() {
+	if !e.assigned.Load() || e.awaitingTasks() {
 		e.lc.set(Rebalancing)
-		return // not (re)joined yet
+		return // not (re)joined yet, or the new tasks not handed over yet
 	}
 	for _, t := range e.tasks {
 		if t.phase == phaseRestoring {

@@ -57,6 +57,7 @@ func (e *Engine) onAssigned(_ context.Context, cl *kgo.Client, assigned map[stri
 		}
 		e.tasks[id] = t
 		e.met.tasksChanged(taskAssigned, 1)
+		e.query.opened(id, t.db)
 		delete(e.unownedSince, id)
 		for _, q := range t.queues {
 			if e.byTP[q.topic] == nil {
@@ -204,6 +205,7 @@ func (e *Engine) activateRestored() error {
 		}
 		e.cpMu.Unlock()
 		t.phase = phaseActive
+		e.query.activated(t.id)
 		t.log.Debug("task running")
 	}
 	if len(resume) > 0 {
@@ -307,6 +309,7 @@ func (e *Engine) closeTask(id partition.TaskID, clean bool) {
 		<-e.restorer.Remove(t.name)
 	}
 	t.phase = phaseClosed
+	e.query.closed(id)
 	t.closeInstances()
 	t.batch.Discard()
 	if err := t.db.Close(); err != nil {

@@ -125,14 +125,16 @@ func isOpen(status string) bool { return status == StatusCreated || status == St
 
 // Portfolio is a value of the order-portfolio topic and of the portfolio
 // table: the current order portfolio of one customer.
+// Its JSON form (the example's GET /portfolio/{customer}) uses the same
+// field names as the msgpack one.
 type Portfolio struct {
-	CustomerID     string `msgpack:"customer_id"`
-	OpenLines      int64  `msgpack:"open_lines"`
-	ConfirmedLines int64  `msgpack:"confirmed_lines"`
-	ShippedLines   int64  `msgpack:"shipped_lines"`
-	CancelledLines int64  `msgpack:"cancelled_lines"`
-	OpenValueCents int64  `msgpack:"open_value_cents"`
-	LastEventTime  int64  `msgpack:"last_event_time"`
+	CustomerID     string `msgpack:"customer_id" json:"customer_id"`
+	OpenLines      int64  `msgpack:"open_lines" json:"open_lines"`
+	ConfirmedLines int64  `msgpack:"confirmed_lines" json:"confirmed_lines"`
+	ShippedLines   int64  `msgpack:"shipped_lines" json:"shipped_lines"`
+	CancelledLines int64  `msgpack:"cancelled_lines" json:"cancelled_lines"`
+	OpenValueCents int64  `msgpack:"open_value_cents" json:"open_value_cents"`
+	LastEventTime  int64  `msgpack:"last_event_time" json:"last_event_time"`
 }
 
 // Lines is the number of lines counted in the portfolio (open, shipped or
