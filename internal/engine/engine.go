@@ -224,6 +224,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.startedAt = e.cfg.Now()
 	defer func() {
 		if err != nil {
+			err = e.authFailure(err)
 			e.lc.set(Error)
 			e.log.Error("app stopped on error", "err", err)
 		} else {
@@ -241,8 +242,23 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	defer e.adminCl.Close()
 	e.adm = kadm.NewClient(e.adminCl)
+	// Runs before the admin client closes: explain may ask the broker.
+	defer func() { err = e.explain(err) }()
 
 	if err := e.setupTopics(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if isAuthError(err) {
+			// Name the missing rights the broker reports; else the
+			// denial found by the failed step.
+			if cerr := e.checkACLs(ctx); cerr != nil && errors.Is(cerr, ErrNotAuthorized) {
+				return cerr
+			}
+		}
+		return err
+	}
+	if err := e.checkACLs(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -434,7 +450,7 @@ func (e *Engine) openGroupClients() error {
 		}
 		if err := s.Begin(); err != nil {
 			s.Close()
-			return fmt.Errorf("begin transaction: %w", err)
+			return fmt.Errorf("begin transaction: %w", e.denied(err, kmsg.ACLResourceTypeTransactionalId, e.transactionalID(), kmsg.ACLOperationWrite, "begin transaction"))
 		}
 		e.session = s
 		e.consumer = s.Client()
@@ -462,7 +478,8 @@ func (e *Engine) sendPromise(r *kgo.Record, err error) {
 	}
 	e.prodMu.Lock()
 	if e.prodErr == nil {
-		e.prodErr = fmt.Errorf("%w: topic %s partition %d: %w", ErrProduce, r.Topic, r.Partition, err)
+		e.prodErr = fmt.Errorf("%w: topic %s partition %d: %w", ErrProduce, r.Topic, r.Partition,
+			e.denied(err, kmsg.ACLResourceTypeTopic, r.Topic, kmsg.ACLOperationWrite, "produce"))
 	}
 	e.prodMu.Unlock()
 }
@@ -472,7 +489,8 @@ func (e *Engine) changelogPromise(r *kgo.Record, err error) {
 	defer e.prodMu.Unlock()
 	if err != nil {
 		if e.prodErr == nil {
-			e.prodErr = fmt.Errorf("%w: changelog %s partition %d: %w", ErrProduce, r.Topic, r.Partition, err)
+			e.prodErr = fmt.Errorf("%w: changelog %s partition %d: %w", ErrProduce, r.Topic, r.Partition,
+				e.denied(err, kmsg.ACLResourceTypeTopic, r.Topic, kmsg.ACLOperationWrite, "produce"))
 		}
 		return
 	}
@@ -489,7 +507,7 @@ func (e *Engine) changelogPromise(r *kgo.Record, err error) {
 // isRetriable reports whether err is a transient broker or network failure
 // (an outage), as opposed to a configuration or authorization failure.
 func isRetriable(err error) bool {
-	if err == nil {
+	if err == nil || fatalAuth(err) {
 		return false
 	}
 	var ke *kerr.Error
@@ -498,10 +516,6 @@ func isRetriable(err error) bool {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true
-	}
-	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
-		errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.SaslAuthenticationFailed) {
-		return false
 	}
 	return kgo.IsRetryableBrokerErr(err) || isNetErr(err)
 }

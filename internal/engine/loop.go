@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/choreo-go/choreo/partition"
 )
@@ -218,7 +219,7 @@ func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
 			// Only a fenced static instance or a denied group is final.
 			if errors.Is(err, kerr.FencedInstanceID) || isAuthError(err) {
 				if firstFatal == nil {
-					firstFatal = fmt.Errorf("group membership: %w", err)
+					firstFatal = fmt.Errorf("group membership: %w", e.denied(err, kmsg.ACLResourceTypeGroup, e.cfg.AppID, kmsg.ACLOperationRead, "join group"))
 				}
 				return
 			}
@@ -235,7 +236,7 @@ func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
 		default:
 			e.log.Error("fetch failed", "topic", topic, "partition", p, "err", err)
 			if firstFatal == nil {
-				firstFatal = fmt.Errorf("fetch %s/%d: %w", topic, p, err)
+				firstFatal = fmt.Errorf("fetch %s/%d: %w", topic, p, e.denied(err, kmsg.ACLResourceTypeTopic, topic, kmsg.ACLOperationRead, "fetch"))
 			}
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/choreo-go/choreo/changelog"
 	"github.com/choreo-go/choreo/internal/graph"
@@ -102,7 +103,7 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 		var err error
 		details, err = changelog.DescribeTopics(actx, e.adm, names...)
 		cancel()
-		if err == nil || (errors.Is(err, kerr.UnknownTopicOrPartition) && details != nil) {
+		if err == nil || (errors.Is(err, kerr.UnknownTopicOrPartition) && details != nil && !isAuthError(err)) {
 			// Missing topics are reported below, by name.
 			e.lc.brokerOK()
 			break
@@ -203,7 +204,7 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 			break
 		}
 		if !isRetriable(err) || ctx.Err() != nil {
-			return fmt.Errorf("creating internal topics: %w", err)
+			return fmt.Errorf("creating internal topics: %w", e.createDenied(ctx, specs, err))
 		}
 		e.log.Warn("waiting for brokers to create internal topics", "err", err)
 		select {
@@ -339,8 +340,8 @@ func (e *Engine) ensureDeadLetterTopic(ctx context.Context) error {
 				return nil
 			}
 		}
-		if (!isRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition)) || ctx.Err() != nil || attempt > 50 {
-			return fmt.Errorf("creating the dead-letter topic %s: %w", topic, err)
+		if (!isRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition)) || isAuthError(err) || ctx.Err() != nil || attempt > 50 {
+			return fmt.Errorf("creating the dead-letter topic %s: %w", topic, e.createDenied(ctx, []changelog.TopicSpec{spec}, err))
 		}
 		select {
 		case <-ctx.Done():
@@ -348,4 +349,28 @@ func (e *Engine) ensureDeadLetterTopic(ctx context.Context) error {
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// createDenied names the Create right when err is an authorization failure
+// and one of specs' topics is still missing: creating it was refused. Other
+// errors are returned as they are.
+func (e *Engine) createDenied(ctx context.Context, specs []changelog.TopicSpec, err error) error {
+	if !isAuthError(err) {
+		return err
+	}
+	names := make([]string, 0, len(specs))
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	details, lerr := e.adm.ListTopics(ctx, names...)
+	if lerr != nil {
+		return err
+	}
+	for _, n := range names {
+		if td, ok := details[n]; !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+			return &AuthorizationError{Resource: kmsg.ACLResourceTypeTopic, Name: n, Operation: kmsg.ACLOperationCreate, Request: "create topic", Err: err}
+		}
+	}
+	return err
 }
