@@ -348,6 +348,9 @@ func (e *Engine) flush(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: produced records not flushed", ErrCloseTimeout)
 		}
+		if rerr := e.credentialsRefused(); rerr != nil {
+			return rerr
+		}
 		e.log.Warn("waiting for brokers to accept produced records", "err", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -120,6 +121,11 @@ type Engine struct {
 
 	// maxBytes is max.message.bytes of the topics the app writes.
 	maxBytes map[string]int32
+
+	// saslEOFs counts SASL authentications in a row ended by the broker
+	// closing the connection; saslRefused is set once they are too many.
+	saslEOFs    atomic.Int32
+	saslRefused atomic.Pointer[refusal]
 
 	skipped      atomic.Int64
 	deadLettered atomic.Int64
@@ -586,8 +592,55 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	k.l.Log(context.Background(), lvl, "kafka: "+msg, keyvals...)
 }
 
-// brokerHook records successful broker round trips for readiness.
+// brokerHook records successful broker round trips for readiness, and
+// brokers that refuse the SASL credentials by closing the connection.
 type brokerHook struct{ e *Engine }
+
+// saslAuthenticateKey is the request key of SASLAuthenticate.
+const saslAuthenticateKey = 36
+
+// Request keys sent before authentication completes.
+const (
+	apiVersionsKey   = 18
+	saslHandshakeKey = 17
+)
+
+// saslRefusals is how many SASL authentications in a row the broker must
+// end by closing the connection before the credentials count as refused.
+const saslRefusals = 3
+
+// OnBrokerRead sees every response. A broker normally answers refused
+// credentials with SASL_AUTHENTICATION_FAILED (fatal through isAuthError);
+// some (kfake among them) just close the connection, which franz-go
+// retries as a network error forever. Several such closes in a row, with
+// no successful authentication between, are a refusal.
+func (h brokerHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	switch {
+	case key == saslAuthenticateKey:
+	case err == nil && key != apiVersionsKey && key != saslHandshakeKey:
+		// A request on an authenticated connection succeeded.
+		h.e.saslEOFs.Store(0)
+		return
+	default:
+		return
+	}
+	if errors.Is(err, io.EOF) && h.e.saslEOFs.Add(1) >= saslRefusals {
+		h.e.saslRefused.CompareAndSwap(nil, &refusal{fmt.Errorf("%w: the brokers closed the connection during SASL authentication %d times in a row%s: wrong user, password or mechanism?",
+			ErrAuthentication, saslRefusals, h.e.cfg.SecuritySummary)})
+	}
+}
+
+// refusal boxes an error for an atomic.Pointer.
+type refusal struct{ err error }
+
+// credentialsRefused returns the authentication failure seen by the
+// broker hook, or nil.
+func (e *Engine) credentialsRefused() error {
+	if r := e.saslRefused.Load(); r != nil {
+		return r.err
+	}
+	return nil
+}
 
 func (h brokerHook) OnBrokerE2E(_ kgo.BrokerMetadata, _ int16, e2e kgo.BrokerE2E) {
 	if e2e.Err() == nil {

@@ -65,6 +65,9 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 	if e.fatal != nil {
 		return e.fatal
 	}
+	if err := e.credentialsRefused(); err != nil {
+		return err
+	}
 	if e.txnDoomed {
 		if err := e.commit(context.Background()); err != nil {
 			return err

@@ -114,6 +114,9 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 		if !isRetriable(err) {
 			return fmt.Errorf("reading topic metadata: %w", err)
 		}
+		if rerr := e.credentialsRefused(); rerr != nil {
+			return rerr
+		}
 		e.log.Warn("waiting for brokers", "attempt", attempt+1, "brokers", strings.Join(e.cfg.Brokers, ","), "err", err)
 		select {
 		case <-ctx.Done():
