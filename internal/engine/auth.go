@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -256,6 +257,16 @@ func containsOp(ops []kmsg.ACLOperation, op kmsg.ACLOperation) bool {
 	return false
 }
 
+// grantFor names the required ACL that grants op on topic.
+func (e *Engine) grantFor(topic string, op kmsg.ACLOperation) string {
+	for _, a := range e.RequiredACLs() {
+		if a.Operation == op && a.covers(kmsg.ACLResourceTypeTopic, topic) {
+			return a.String()
+		}
+	}
+	return topic + "/" + opName(op)
+}
+
 // describer is the first required operation that implies Describe on a
 // resource: a broker that hides the resource (Describe denied) lacks it.
 func describer(ops []kmsg.ACLOperation) kmsg.ACLOperation {
@@ -279,18 +290,39 @@ func (e *Engine) checkACLs(ctx context.Context) error {
 	defer cancel()
 	topics := e.topicsInUse()
 	var errs []error
+	// One error per missing ACL: a prefixed one covers many topics.
+	reported := map[string]bool{}
 	details, err := e.adm.ListTopics(kadm.WithAuthorizedOps(ctx), topics...)
-	if err != nil {
-		return fmt.Errorf("checking access rights: list topics: %w", e.denied(err, kmsg.ACLResourceTypeCluster, "kafka-cluster", kmsg.ACLOperationDescribe, "metadata"))
+	hidden := map[string]error{}
+	if isAuthError(err) {
+		// kadm fails the whole listing when one topic is hidden (Describe
+		// denied): list them one by one to find which.
+		details = kadm.TopicDetails{}
+		for _, t := range topics {
+			d, terr := e.adm.ListTopics(kadm.WithAuthorizedOps(ctx), t)
+			switch {
+			case isAuthError(terr):
+				hidden[t] = terr
+			case terr != nil:
+				return fmt.Errorf("checking access rights: list topic %s: %w", t, terr)
+			default:
+				maps.Copy(details, d)
+			}
+		}
+	} else if err != nil {
+		return fmt.Errorf("checking access rights: list topics: %w", err)
 	}
 	for _, t := range topics {
 		ops := e.requiredOps(kmsg.ACLResourceTypeTopic, t)
 		td, ok := details[t]
+		if herr := hidden[t]; herr != nil {
+			td, ok = kadm.TopicDetail{Err: herr}, true
+		}
 		switch {
 		case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
 			continue // to be created; Create is named if it is denied
 		case isAuthError(td.Err):
-			errs = append(errs, &AuthorizationError{Resource: kmsg.ACLResourceTypeTopic, Name: t, Operation: describer(ops), Request: "start-up check: metadata", Err: td.Err})
+			errs = append(errs, &AuthorizationError{Resource: kmsg.ACLResourceTypeTopic, Name: t, Operation: describer(ops), Request: "start-up check: metadata (Describe, implied by " + opName(describer(ops)) + ")", Err: td.Err})
 			continue
 		case td.Err != nil || len(td.AuthorizedOperations) == 0:
 			continue // the broker does not report authorized operations
@@ -299,7 +331,8 @@ func (e *Engine) checkACLs(ctx context.Context) error {
 			if op == kmsg.ACLOperationCreate {
 				continue // needed only while the topic is missing
 			}
-			if !containsOp(td.AuthorizedOperations, op) {
+			if !containsOp(td.AuthorizedOperations, op) && !reported[e.grantFor(t, op)] {
+				reported[e.grantFor(t, op)] = true
 				errs = append(errs, &AuthorizationError{Resource: kmsg.ACLResourceTypeTopic, Name: t, Operation: op, Request: "start-up check: metadata authorized operations"})
 			}
 		}

@@ -270,9 +270,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 		return err
 	}
-	if err := e.openClients(); err != nil {
+	if err := e.openRestorer(); err != nil {
 		return err
 	}
+	// The restorer runs before the group clients exist: their rebalance
+	// callbacks (even while a failed start-up closes them) wait on it.
 	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
 	var rwg sync.WaitGroup
 	rwg.Go(func() {
@@ -285,6 +287,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		rwg.Wait()
 		e.restoreCl.Close()
 	}()
+	if err := e.openGroupClients(); err != nil {
+		return err
+	}
 
 	loopErr := e.loop(ctx)
 	if errors.Is(loopErr, errTestCrash) || errors.Is(loopErr, ErrCloseTimeout) || e.cfg.crashOnClose {
@@ -371,8 +376,8 @@ func backoff(tries int) time.Duration {
 	return min(d, 2*time.Second)
 }
 
-// openClients creates the restore client and the group clients.
-func (e *Engine) openClients() error {
+// openRestorer creates the restore client and the restorer.
+func (e *Engine) openRestorer() error {
 	var err error
 	e.restoreCl, err = kgo.NewClient(e.clientOpts(
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -388,10 +393,6 @@ func (e *Engine) openClients() error {
 		Now:      e.cfg.Now,
 		Listener: e.cfg.RestoreListener,
 	})
-	if err := e.openGroupClients(); err != nil {
-		e.restoreCl.Close()
-		return err
-	}
 	return nil
 }
 

@@ -101,7 +101,7 @@ func (sb *secureBroker) addUser(ctx context.Context, t *testing.T, user, pass st
 func (sb *secureBroker) grant(ctx context.Context, t *testing.T, user string, acls []runtime.ACL) {
 	t.Helper()
 	for _, a := range acls {
-		b := kadm.NewACLs().Allow("User:"+user).AllowHosts("*").Operations(a.Operation)
+		b := kadm.NewACLs().Allow("User:" + user).AllowHosts("*").Operations(a.Operation)
 		if a.Prefixed {
 			b.ResourcePatternType(kadm.ACLPatternPrefixed)
 		} else {
