@@ -16,6 +16,13 @@
 //	go run ./examples/orders                 # again: no new events, just check
 //	go run ./examples/orders -count 10000    # 10,000 more events
 //
+// On a secure cluster, pass -brokers with the TLS and SASL settings, as
+// flags (-tls, -tls-ca, -tls-cert, -tls-key, -tls-server-name,
+// -sasl-mechanism, -sasl-user, -sasl-password-file) or in the environment
+// (CHOREO_TLS, CHOREO_TLS_CA, ..., CHOREO_SASL_PASSWORD); the password is
+// never a flag. The principal needs the ACLs of runtime.App.RequiredACLs,
+// plus create and write rights on the input topics to set them up.
+//
 // The exit code is 0 when the portfolio and the lines equal the model, 1
 // when they do not or something failed, 2 for bad flags and 130 when
 // interrupted.
@@ -62,6 +69,8 @@ type config struct {
 	deletes      int
 	guarantee    runtime.Guarantee
 	httpAddr     string
+	// security applies to every client: the app's and the scenario's own.
+	security runtime.Security
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -108,6 +117,12 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.partitions, "partitions", 6, "partitions of the input topics when creating them")
 	fs.IntVar(&c.priceChanges, "price-changes", 0, "product price changes produced mid-stream")
 	fs.IntVar(&c.deletes, "deletes", 0, "products deleted (tombstone) mid-stream")
+	sec, err := runtime.SecurityFromEnv()
+	if err != nil {
+		return c, err
+	}
+	c.security = sec
+	c.security.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -138,6 +153,9 @@ func parseFlags(args []string) (config, error) {
 	default:
 		return c, fmt.Errorf("-guarantee %q: want at-least-once or exactly-once", guarantee)
 	}
+	if c.security.Enabled() && len(c.brokers) == 0 {
+		return c, errors.New("TLS and SASL settings need -brokers: the embedded broker is plaintext")
+	}
 	if c.count < 0 || c.partitions <= 0 || c.priceChanges < 0 || c.deletes < 0 {
 		return c, errors.New("-count, -price-changes and -deletes must not be negative, -partitions must be positive")
 	}
@@ -157,7 +175,13 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		cfg.brokers = br.Addrs()
 		log.Info("embedded broker", "addr", cfg.brokers[0], "data", filepath.Join(cfg.state, "broker"))
 	}
-	cl, err := kgo.NewClient(append(orders.ProducerOpts(), kgo.SeedBrokers(cfg.brokers...))...)
+	secOpts, err := cfg.security.ClientOpts()
+	if err != nil {
+		return err
+	}
+	// The helpers that read inputs and tables build their clients from
+	// cl.Opts(), so they inherit TLS and SASL.
+	cl, err := kgo.NewClient(append(append(orders.ProducerOpts(), kgo.SeedBrokers(cfg.brokers...)), secOpts...)...)
 	if err != nil {
 		return err
 	}
@@ -199,6 +223,7 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		ApplicationID: orders.AppID,
 		StateDir:      cfg.state,
 		Guarantee:     cfg.guarantee,
+		Security:      cfg.security,
 		Logger:        log,
 		StateListener: func(from, to runtime.State) {
 			log.Info("app state", "from", from.String(), "to", to.String())
