@@ -53,7 +53,12 @@ func TestSecurityNeverPrintsSecrets(t *testing.T) {
 			Password:      testPassword,
 		},
 	}
-	secrets := []string{testPassword, key.D.String(), fmt.Sprintf("%x", key.D.Bytes())}
+	raw, err := key.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The private scalar as fmt would print it: decimal (big.Int) or hex.
+	secrets := []string{testPassword, new(big.Int).SetBytes(raw).String(), fmt.Sprintf("%x", raw)}
 
 	var out []string
 	for _, verb := range []string{"%v", "%+v", "%#v", "%s"} {

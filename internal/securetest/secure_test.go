@@ -272,19 +272,19 @@ func TestOrdersEndToEndSecure(t *testing.T) {
 
 // runUntilError runs app and returns Run's error, failing the test if it
 // does not stop on its own within limit.
-func runUntilError(ctx context.Context, t *testing.T, app *runtime.App, logs *syncBuffer, limit time.Duration) (error, time.Duration) {
+func runUntilError(ctx context.Context, t *testing.T, app *runtime.App, logs *syncBuffer, limit time.Duration) (time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
 	select {
 	case err := <-done:
-		return err, time.Since(start)
+		return time.Since(start), err
 	case <-time.After(limit):
 		app.Close()
 		<-done
 		t.Fatalf("the app did not stop within %v (state %v): a security failure must not be retried\nlogs:\n%s", limit, app.State(), tail(logs.String(), 3000))
-		return nil, 0
+		return 0, nil
 	}
 }
 
@@ -343,7 +343,7 @@ func TestSecurityFailures(t *testing.T) {
 				}
 				sb.grant(ctx, t, "app", acls)
 			}
-			err, took := runUntilError(ctx, t, app, logs, 20*time.Second)
+			took, err := runUntilError(ctx, t, app, logs, 20*time.Second)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Run = %v, want an error wrapping %v\nlogs:\n%s", err, tc.want, logs)
 			}
@@ -389,7 +389,7 @@ func TestEachRequiredACL(t *testing.T) {
 		t.Run(removed.String(), func(t *testing.T) {
 			sb.addUser(ctx, t, user, appPass)
 			sb.grant(ctx, t, user, append(acls[:i:i], acls[i+1:]...))
-			err, took := runUntilError(ctx, t, app, logs, 45*time.Second)
+			took, err := runUntilError(ctx, t, app, logs, 45*time.Second)
 			var ae *runtime.AuthorizationError
 			if !errors.As(err, &ae) || !errors.Is(err, runtime.ErrNotAuthorized) {
 				t.Fatalf("Run = %v, want an *AuthorizationError\nlogs:\n%s", err, tail(logs.String(), 4000))
