@@ -55,7 +55,11 @@ func New(b *Builder, cfg Config) (*App, error) {
 
 // NewWithTopology is New for an already built topology.
 func NewWithTopology(topo *Topology, cfg Config) (*App, error) {
-	eng, err := engine.New(topo.Graph(), cfg.engineConfig())
+	ecfg, err := cfg.engineConfig()
+	if err != nil {
+		return nil, fmt.Errorf("choreo: %w", err)
+	}
+	eng, err := engine.New(topo.Graph(), ecfg)
 	if err != nil {
 		return nil, fmt.Errorf("choreo: %w", err)
 	}

@@ -155,8 +155,12 @@ type Config struct {
 	// the largest input topic) when a policy is DeadLetterOnError.
 	DeadLetterTopic string
 
-	// ClientOpts are added to every franz-go client the app creates (TLS,
-	// SASL, dialer ...).
+	// Security configures TLS and SASL for every client the app creates
+	// (consumer, producer, admin, restore). Printing a Config shows no
+	// secret. See RequiredACLs for the rights the principal needs.
+	Security Security
+	// ClientOpts are added to every franz-go client the app creates, after
+	// the Security options (a dialer, client id, ...).
 	ClientOpts []kgo.Opt
 	// Logger receives the app's logs. Default: discard.
 	Logger *slog.Logger
@@ -216,7 +220,15 @@ const (
 	Error           = engine.Error
 )
 
-func (c Config) engineConfig() engine.Config {
+func (c Config) engineConfig() (engine.Config, error) {
+	secOpts, err := c.Security.ClientOpts()
+	if err != nil {
+		return engine.Config{}, err
+	}
+	summary := ""
+	if c.Security.Enabled() {
+		summary = " (" + c.Security.String() + ")"
+	}
 	policy := map[engine.ErrorKind]ErrorPolicy{
 		engine.DeserializationError: c.DeserializationErrors,
 		engine.ProcessingError:      c.ProcessingErrors,
@@ -252,7 +264,8 @@ func (c Config) engineConfig() engine.Config {
 		RepartitionPurgeInterval: c.RepartitionPurgeInterval,
 		ReplicationFactor:        c.ReplicationFactor,
 		InternalTopicConfigs:     c.InternalTopicConfigs,
-		ClientOpts:               c.ClientOpts,
+		ClientOpts:               append(secOpts, c.ClientOpts...),
+		SecuritySummary:          summary,
 		Logger:                   c.Logger,
 		StateListener:            c.StateListener,
 		RestoreListener:          c.RestoreListener,
@@ -267,5 +280,5 @@ func (c Config) engineConfig() engine.Config {
 			}
 			return engine.Fail
 		},
-	}
+	}, nil
 }

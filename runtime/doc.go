@@ -140,4 +140,22 @@
 // registry of the App's own unless Config.MetricsRegisterer names one;
 // App.MetricsGatherer and App.MetricsCollector serve users who expose
 // metrics themselves.
+//
+// # Security
+//
+// Config.Security sets TLS (CA file, client certificate and key, server
+// name, or a *tls.Config) and SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER
+// with a token source) for every client the app opens; SecurityFromEnv and
+// Security.RegisterFlags read them from CHOREO_* variables and flags. The
+// password is a Secret, printed as "[redacted]" everywhere. App.RequiredACLs
+// lists the ACLs the principal needs: Read and DescribeConfigs on input
+// topics, Write and DescribeConfigs on output topics, Create, Read, Write,
+// Delete and DescribeConfigs on internal topics (prefixed "<ApplicationID>-"),
+// Read on the group, and Write on transactional ids (prefixed, exactly-once
+// only). Run checks at start-up what the broker reports (topic operations
+// through metadata, group operations through DescribeGroups) and fails with
+// an *AuthorizationError (ErrNotAuthorized) naming the missing right; a
+// right denied later (Create, the transactional id, a revoked ACL) fails the
+// same way at the first refused request. Refused credentials or
+// certificates fail with ErrAuthentication. None of these is retried.
 package runtime

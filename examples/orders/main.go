@@ -31,6 +31,13 @@
 // Instances sharing a broker (-brokers) form one group; each advertises
 // -advertise (default: the -http address) so the others can name it.
 //
+// On a secure cluster, pass -brokers with the TLS and SASL settings, as
+// flags (-tls, -tls-ca, -tls-cert, -tls-key, -tls-server-name,
+// -sasl-mechanism, -sasl-user, -sasl-password-file) or in the environment
+// (CHOREO_TLS, CHOREO_TLS_CA, ..., CHOREO_SASL_PASSWORD); the password is
+// never a flag. The principal needs the ACLs of runtime.App.RequiredACLs,
+// plus create and write rights on the input topics to set them up.
+//
 // The exit code is 0 when the portfolio and the lines equal the model, 1
 // when they do not or something failed, 2 for bad flags and 130 when
 // interrupted.
@@ -79,6 +86,8 @@ type config struct {
 	httpAddr     string
 	advertise    string
 	serve        bool
+	// security applies to every client: the app's and the scenario's own.
+	security runtime.Security
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -127,6 +136,12 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.partitions, "partitions", 6, "partitions of the input topics when creating them")
 	fs.IntVar(&c.priceChanges, "price-changes", 0, "product price changes produced mid-stream")
 	fs.IntVar(&c.deletes, "deletes", 0, "products deleted (tombstone) mid-stream")
+	sec, err := runtime.SecurityFromEnv()
+	if err != nil {
+		return c, err
+	}
+	c.security = sec
+	c.security.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -157,6 +172,9 @@ func parseFlags(args []string) (config, error) {
 	default:
 		return c, fmt.Errorf("-guarantee %q: want at-least-once or exactly-once", guarantee)
 	}
+	if c.security.Enabled() && len(c.brokers) == 0 {
+		return c, errors.New("TLS and SASL settings need -brokers: the embedded broker is plaintext")
+	}
 	if c.count < 0 || c.partitions <= 0 || c.priceChanges < 0 || c.deletes < 0 {
 		return c, errors.New("-count, -price-changes and -deletes must not be negative, -partitions must be positive")
 	}
@@ -176,7 +194,13 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		cfg.brokers = br.Addrs()
 		log.Info("embedded broker", "addr", cfg.brokers[0], "data", filepath.Join(cfg.state, "broker"))
 	}
-	cl, err := kgo.NewClient(append(orders.ProducerOpts(), kgo.SeedBrokers(cfg.brokers...))...)
+	secOpts, err := cfg.security.ClientOpts()
+	if err != nil {
+		return err
+	}
+	// The helpers that read inputs and tables build their clients from
+	// cl.Opts(), so they inherit TLS and SASL.
+	cl, err := kgo.NewClient(append(append(orders.ProducerOpts(), kgo.SeedBrokers(cfg.brokers...)), secOpts...)...)
 	if err != nil {
 		return err
 	}
@@ -232,6 +256,7 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		StateDir:          cfg.state,
 		Guarantee:         cfg.guarantee,
 		ApplicationServer: cfg.advertise,
+		Security:          cfg.security,
 		Logger:            log,
 		StateListener: func(from, to runtime.State) {
 			log.Info("app state", "from", from.String(), "to", to.String())

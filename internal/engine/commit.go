@@ -205,7 +205,7 @@ func (e *Engine) processedOffsets(active []*task) map[string]map[int32]kgo.Epoch
 // reopens the tasks, which replay only their changelog tails.
 func (e *Engine) resetGroupMember(cause error) error {
 	if isAuthError(cause) {
-		return fmt.Errorf("transaction: %w", cause)
+		return fmt.Errorf("transaction: %w", e.denied(cause, kmsg.ACLResourceTypeTransactionalId, e.transactionalID(), kmsg.ACLOperationWrite, "end transaction"))
 	}
 	e.log.Warn("transaction failed; dropping pending work and rejoining with a new producer session", "err", cause)
 	e.detached.Store(true)
@@ -350,6 +350,9 @@ func (e *Engine) flush(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return fmt.Errorf("%w: produced records not flushed", ErrCloseTimeout)
 		}
+		if rerr := e.credentialsRefused(); rerr != nil {
+			return rerr
+		}
 		e.log.Warn("waiting for brokers to accept produced records", "err", err)
 	}
 }
@@ -429,8 +432,20 @@ func (e *Engine) purgeRepartitions(ctx context.Context, offsets map[string]map[i
 	go func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if _, err := e.adm.DeleteRecords(dctx, purge); err != nil {
+		resp, err := e.adm.DeleteRecords(dctx, purge)
+		if err != nil {
 			e.log.Debug("purging repartition topics", "err", err)
+		}
+		for _, r := range resp.Sorted() {
+			if isAuthError(r.Err) && !isAuthError(err) {
+				err = e.denied(r.Err, kmsg.ACLResourceTypeTopic, r.Topic, kmsg.ACLOperationDelete, "purge repartition topic (DeleteRecords)")
+			}
+		}
+		if isAuthError(err) {
+			// Not an outage: without Delete, repartition topics would grow forever.
+			e.mu.Lock()
+			e.setFatal(err)
+			e.mu.Unlock()
 		}
 	}()
 }

@@ -117,6 +117,9 @@ type Config struct {
 	// ClientOpts are appended to every franz-go client the engine creates
 	// (security settings, dialers, ...).
 	ClientOpts []kgo.Opt
+	// SecuritySummary describes the security settings for error messages,
+	// e.g. ` (SASL SCRAM-SHA-512 as "app", TLS)`; it must hold no secret.
+	SecuritySummary string
 
 	Logger *slog.Logger
 	// RestoreListener observes changelog restores.

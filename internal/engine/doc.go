@@ -127,6 +127,19 @@
 // derives repartition and changelog partition counts from declared counts,
 // as setupTopics does from the broker's.
 //
+// # Access rights
+//
+// RequiredACLs derives the ACLs the app needs from the topology (auth.go).
+// After the topics are set up, checkACLs compares them with what the broker
+// reports (authorized operations in metadata and DescribeGroups) and names
+// each missing right in an *AuthorizationError. Denials found later (topic
+// creation, the transactional id, fetch, produce, commit, the repartition
+// purge) are named at the request; explain asks the broker again for any
+// denial that does not name its right yet. SASL refusals (also a broker
+// closing the connection during authentication three times in a row) and
+// certificate failures in the TLS handshake wrap ErrAuthentication. None of
+// these is retried.
+//
 // # Shutdown
 //
 // Shutdown commits, closes every task and leaves the group explicitly with

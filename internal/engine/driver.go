@@ -90,7 +90,7 @@ func NewDriver(topo *graph.Topology, cfg Config, dc DriverConfig) (*Driver, erro
 	e.maxBytes = make(map[string]int32)
 	e.inputIDs = make(map[string][16]byte)
 	e.topicIDs = make(map[string][16]byte)
-	names, _ := e.userTopics()
+	names, _ := e.userTopicNames()
 	for _, n := range names {
 		e.partitions[n] = 1
 	}

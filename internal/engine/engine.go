@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -128,6 +129,11 @@ type Engine struct {
 	// maxBytes is max.message.bytes of the topics the app writes.
 	maxBytes map[string]int32
 
+	// saslEOFs counts SASL authentications in a row ended by the broker
+	// closing the connection; saslRefused is set once they are too many.
+	saslEOFs    atomic.Int32
+	saslRefused atomic.Pointer[refusal]
+
 	skipped      atomic.Int64
 	deadLettered atomic.Int64
 	met          *metrics
@@ -236,6 +242,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.startedAt = e.cfg.Now()
 	defer func() {
 		if err != nil {
+			err = e.authFailure(err)
 			e.lc.set(Error)
 			e.log.Error("app stopped on error", "err", err)
 		} else {
@@ -253,16 +260,33 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	defer e.adminCl.Close()
 	e.adm = kadm.NewClient(e.adminCl)
+	// Runs before the admin client closes: explain may ask the broker.
+	defer func() { err = e.explain(err) }()
 
 	if err := e.setupTopics(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if isAuthError(err) {
+			// Name the missing rights the broker reports; else the
+			// denial found by the failed step.
+			if cerr := e.checkACLs(ctx); cerr != nil && errors.Is(cerr, ErrNotAuthorized) {
+				return cerr
+			}
+		}
 		return err
 	}
-	if err := e.openClients(); err != nil {
+	if err := e.checkACLs(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
+	if err := e.openRestorer(); err != nil {
+		return err
+	}
+	// The restorer runs before the group clients exist: their rebalance
+	// callbacks (even while a failed start-up closes them) wait on it.
 	rctx, rcancel := context.WithCancel(context.WithoutCancel(ctx))
 	var rwg sync.WaitGroup
 	rwg.Go(func() {
@@ -275,6 +299,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		rwg.Wait()
 		e.restoreCl.Close()
 	}()
+	if err := e.openGroupClients(); err != nil {
+		return err
+	}
 
 	loopErr := e.loop(ctx)
 	if errors.Is(loopErr, errTestCrash) || errors.Is(loopErr, ErrCloseTimeout) || e.cfg.crashOnClose {
@@ -361,8 +388,8 @@ func backoff(tries int) time.Duration {
 	return min(d, 2*time.Second)
 }
 
-// openClients creates the restore client and the group clients.
-func (e *Engine) openClients() error {
+// openRestorer creates the restore client and the restorer.
+func (e *Engine) openRestorer() error {
 	var err error
 	e.restoreCl, err = kgo.NewClient(e.clientOpts(
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -378,10 +405,6 @@ func (e *Engine) openClients() error {
 		Now:      e.cfg.Now,
 		Listener: restoreListener{m: e.met, next: e.cfg.RestoreListener},
 	})
-	if err := e.openGroupClients(); err != nil {
-		e.restoreCl.Close()
-		return err
-	}
 	return nil
 }
 
@@ -452,7 +475,7 @@ func (e *Engine) openGroupClients() error {
 		}
 		if err := s.Begin(); err != nil {
 			s.Close()
-			return fmt.Errorf("begin transaction: %w", err)
+			return fmt.Errorf("begin transaction: %w", e.denied(err, kmsg.ACLResourceTypeTransactionalId, e.transactionalID(), kmsg.ACLOperationWrite, "begin transaction"))
 		}
 		e.session = s
 		e.consumer = s.Client()
@@ -491,7 +514,8 @@ func (e *Engine) sendPromise(r *kgo.Record, err error) {
 	}
 	e.prodMu.Lock()
 	if e.prodErr == nil {
-		e.prodErr = fmt.Errorf("%w: topic %s partition %d: %w", ErrProduce, r.Topic, r.Partition, err)
+		e.prodErr = fmt.Errorf("%w: topic %s partition %d: %w", ErrProduce, r.Topic, r.Partition,
+			e.denied(err, kmsg.ACLResourceTypeTopic, r.Topic, kmsg.ACLOperationWrite, "produce"))
 	}
 	e.prodMu.Unlock()
 }
@@ -501,7 +525,8 @@ func (e *Engine) changelogPromise(r *kgo.Record, err error) {
 	defer e.prodMu.Unlock()
 	if err != nil {
 		if e.prodErr == nil {
-			e.prodErr = fmt.Errorf("%w: changelog %s partition %d: %w", ErrProduce, r.Topic, r.Partition, err)
+			e.prodErr = fmt.Errorf("%w: changelog %s partition %d: %w", ErrProduce, r.Topic, r.Partition,
+				e.denied(err, kmsg.ACLResourceTypeTopic, r.Topic, kmsg.ACLOperationWrite, "produce"))
 		}
 		return
 	}
@@ -519,7 +544,7 @@ func (e *Engine) changelogPromise(r *kgo.Record, err error) {
 // isRetriable reports whether err is a transient broker or network failure
 // (an outage), as opposed to a configuration or authorization failure.
 func isRetriable(err error) bool {
-	if err == nil {
+	if err == nil || fatalAuth(err) {
 		return false
 	}
 	var ke *kerr.Error
@@ -528,10 +553,6 @@ func isRetriable(err error) bool {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return true
-	}
-	if errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.GroupAuthorizationFailed) ||
-		errors.Is(err, kerr.ClusterAuthorizationFailed) || errors.Is(err, kerr.SaslAuthenticationFailed) {
-		return false
 	}
 	return kgo.IsRetryableBrokerErr(err) || isNetErr(err)
 }
@@ -602,8 +623,55 @@ func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	k.l.Log(context.Background(), lvl, "kafka: "+msg, keyvals...)
 }
 
-// brokerHook records successful broker round trips for readiness.
+// brokerHook records successful broker round trips for readiness, and
+// brokers that refuse the SASL credentials by closing the connection.
 type brokerHook struct{ e *Engine }
+
+// saslAuthenticateKey is the request key of SASLAuthenticate.
+const saslAuthenticateKey = 36
+
+// Request keys sent before authentication completes.
+const (
+	apiVersionsKey   = 18
+	saslHandshakeKey = 17
+)
+
+// saslRefusals is how many SASL authentications in a row the broker must
+// end by closing the connection before the credentials count as refused.
+const saslRefusals = 3
+
+// OnBrokerRead sees every response. A broker normally answers refused
+// credentials with SASL_AUTHENTICATION_FAILED (fatal through isAuthError);
+// some (kfake among them) just close the connection, which franz-go
+// retries as a network error forever. Several such closes in a row, with
+// no successful authentication between, are a refusal.
+func (h brokerHook) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	switch {
+	case key == saslAuthenticateKey:
+	case err == nil && key != apiVersionsKey && key != saslHandshakeKey:
+		// A request on an authenticated connection succeeded.
+		h.e.saslEOFs.Store(0)
+		return
+	default:
+		return
+	}
+	if errors.Is(err, io.EOF) && h.e.saslEOFs.Add(1) >= saslRefusals {
+		h.e.saslRefused.CompareAndSwap(nil, &refusal{fmt.Errorf("%w: the brokers closed the connection during SASL authentication %d times in a row%s: wrong user, password or mechanism?",
+			ErrAuthentication, saslRefusals, h.e.cfg.SecuritySummary)})
+	}
+}
+
+// refusal boxes an error for an atomic.Pointer.
+type refusal struct{ err error }
+
+// credentialsRefused returns the authentication failure seen by the
+// broker hook, or nil.
+func (e *Engine) credentialsRefused() error {
+	if r := e.saslRefused.Load(); r != nil {
+		return r.err
+	}
+	return nil
+}
 
 func (h brokerHook) OnBrokerE2E(_ kgo.BrokerMetadata, _ int16, e2e kgo.BrokerE2E) {
 	if e2e.Err() == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-go/choreo/partition"
@@ -65,6 +66,9 @@ func (e *Engine) wakeLoop() {
 func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 	if e.fatal != nil {
 		return e.fatal
+	}
+	if err := e.credentialsRefused(); err != nil {
+		return err
 	}
 	if e.txnDoomed {
 		if err := e.commit(context.Background()); err != nil {
@@ -257,7 +261,7 @@ func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
 			// Only a fenced static instance or a denied group is final.
 			if errors.Is(err, kerr.FencedInstanceID) || isAuthError(err) {
 				if firstFatal == nil {
-					firstFatal = fmt.Errorf("group membership: %w", err)
+					firstFatal = fmt.Errorf("group membership: %w", e.denied(err, kmsg.ACLResourceTypeGroup, e.cfg.AppID, kmsg.ACLOperationRead, "join group"))
 				}
 				return
 			}
@@ -274,7 +278,7 @@ func (e *Engine) fetchErrors(fetches kgo.Fetches) error {
 		default:
 			e.log.Error("fetch failed", "topic", topic, "partition", p, "err", err)
 			if firstFatal == nil {
-				firstFatal = fmt.Errorf("fetch %s/%d: %w", topic, p, err)
+				firstFatal = fmt.Errorf("fetch %s/%d: %w", topic, p, e.denied(err, kmsg.ACLResourceTypeTopic, topic, kmsg.ACLOperationRead, "fetch"))
 			}
 		}
 	})

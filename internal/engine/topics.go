@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/choreo-go/choreo/changelog"
 	"github.com/choreo-go/choreo/internal/graph"
@@ -72,7 +73,7 @@ func resolveSubtopologies(topo *graph.Topology, appID string) ([]*subtopology, e
 // internal topics. Unreachable brokers are an outage: it retries and logs
 // until ctx ends. A missing topic or a partition mismatch is a fatal error.
 func (e *Engine) setupTopics(ctx context.Context) error {
-	names, nsources := e.userTopics()
+	names, nsources := e.userTopicNames()
 
 	var details map[string]changelog.TopicInfo
 	for attempt := 0; ; attempt++ {
@@ -80,7 +81,7 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 		var err error
 		details, err = changelog.DescribeTopics(actx, e.adm, names...)
 		cancel()
-		if err == nil || (errors.Is(err, kerr.UnknownTopicOrPartition) && details != nil) {
+		if err == nil || (errors.Is(err, kerr.UnknownTopicOrPartition) && details != nil && !isAuthError(err)) {
 			// Missing topics are reported below, by name.
 			e.lc.brokerOK()
 			break
@@ -90,6 +91,9 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 		}
 		if !isRetriable(err) {
 			return fmt.Errorf("reading topic metadata: %w", err)
+		}
+		if rerr := e.credentialsRefused(); rerr != nil {
+			return rerr
 		}
 		e.log.Warn("waiting for brokers", "attempt", attempt+1, "brokers", strings.Join(e.cfg.Brokers, ","), "err", err)
 		select {
@@ -129,7 +133,7 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 			break
 		}
 		if !isRetriable(err) || ctx.Err() != nil {
-			return fmt.Errorf("creating internal topics: %w", err)
+			return fmt.Errorf("creating internal topics: %w", e.createDenied(ctx, specs, err))
 		}
 		e.log.Warn("waiting for brokers to create internal topics", "err", err)
 		select {
@@ -174,31 +178,13 @@ func (e *Engine) setupTopics(ctx context.Context) error {
 	return nil
 }
 
-// userTopics lists the user topics the app reads or writes (sorted) and
-// how many of them it reads.
-func (e *Engine) userTopics() (names []string, nsources int) {
-	external := map[string]bool{}
-	sinks := map[string]bool{}
-	for _, n := range e.topo.Graph.Nodes {
-		switch {
-		case n.Kind == graph.KindSource && !n.InternalTopic:
-			for _, t := range n.Topics {
-				external[t] = true
-			}
-		case n.Kind == graph.KindSink && !n.InternalTopic:
-			sinks[n.Topic] = true
-		}
-	}
-	for t := range external {
-		names = append(names, t)
-	}
-	for t := range sinks {
-		if !external[t] {
-			names = append(names, t)
-		}
-	}
-	sort.Strings(names)
-	return names, len(external)
+// userTopicNames lists the user topics the app reads or writes, sorted,
+// and how many of them it reads.
+func (e *Engine) userTopicNames() (names []string, nsources int) {
+	sources, sinks := e.userTopics()
+	names = slices.Concat(sources, sinks)
+	slices.Sort(names)
+	return slices.Compact(names), len(sources)
 }
 
 // planInternalTopics derives the repartition topics' partition counts from
@@ -357,8 +343,8 @@ func (e *Engine) ensureDeadLetterTopic(ctx context.Context) error {
 				return nil
 			}
 		}
-		if (!isRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition)) || ctx.Err() != nil || attempt > 50 {
-			return fmt.Errorf("creating the dead-letter topic %s: %w", topic, err)
+		if (!isRetriable(err) && !errors.Is(err, kerr.UnknownTopicOrPartition)) || isAuthError(err) || ctx.Err() != nil || attempt > 50 {
+			return fmt.Errorf("creating the dead-letter topic %s: %w", topic, e.createDenied(ctx, []changelog.TopicSpec{spec}, err))
 		}
 		select {
 		case <-ctx.Done():
@@ -366,4 +352,28 @@ func (e *Engine) ensureDeadLetterTopic(ctx context.Context) error {
 		case <-time.After(backoff(attempt)):
 		}
 	}
+}
+
+// createDenied names the Create right when err is an authorization failure
+// and one of specs' topics is still missing: creating it was refused. Other
+// errors are returned as they are.
+func (e *Engine) createDenied(ctx context.Context, specs []changelog.TopicSpec, err error) error {
+	if !isAuthError(err) {
+		return err
+	}
+	names := make([]string, 0, len(specs))
+	for _, s := range specs {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	details, lerr := e.adm.ListTopics(ctx, names...)
+	if lerr != nil {
+		return err
+	}
+	for _, n := range names {
+		if td, ok := details[n]; !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+			return &AuthorizationError{Resource: kmsg.ACLResourceTypeTopic, Name: n, Operation: kmsg.ACLOperationCreate, Request: "create topic", Err: err}
+		}
+	}
+	return err
 }

@@ -8,9 +8,8 @@ package runtimelink
 import "github.com/choreo-go/choreo/internal/engine"
 
 // EngineConfig maps a runtime.Config (passed as any: this package cannot
-// import runtime) onto the engine's configuration. ok is false when cfg is
-// not a runtime.Config.
-var EngineConfig func(cfg any) (c engine.Config, ok bool)
+// import runtime) onto the engine's configuration.
+var EngineConfig func(cfg any) (engine.Config, error)
 
 // DecodeTableValue splits a table store's stored value into the record
 // timestamp (ms) and the serialized value.

@@ -60,9 +60,9 @@ func New(topo *runtime.Topology, cfg runtime.Config, opts ...Option) (*Driver, e
 	if topo == nil {
 		return nil, errors.New("choreotest: nil topology")
 	}
-	ecfg, ok := runtimelink.EngineConfig(cfg)
-	if !ok {
-		return nil, errors.New("choreotest: bad config")
+	ecfg, err := runtimelink.EngineConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("choreotest: %w", err)
 	}
 	var dc engine.DriverConfig
 	for _, o := range opts {
