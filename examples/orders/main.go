@@ -86,6 +86,7 @@ type config struct {
 	httpAddr     string
 	advertise    string
 	serve        bool
+	threads      int
 	// security applies to every client: the app's and the scenario's own.
 	security runtime.Security
 }
@@ -133,6 +134,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.httpAddr, "http", "localhost:8080", "address of the HTTP server with /healthz, /readyz, /topology, /metrics and GET /portfolio/{customer} (empty: none)")
 	fs.StringVar(&c.advertise, "advertise", "", "host:port other instances reach this one's HTTP server at, for interactive queries (default: the -http address)")
 	fs.BoolVar(&c.serve, "serve", false, "keep running after the check, serving queries, until interrupted")
+	fs.IntVar(&c.threads, "threads", 1, "goroutines processing tasks at once (Config.ProcessingThreads)")
 	fs.IntVar(&c.partitions, "partitions", 6, "partitions of the input topics when creating them")
 	fs.IntVar(&c.priceChanges, "price-changes", 0, "product price changes produced mid-stream")
 	fs.IntVar(&c.deletes, "deletes", 0, "products deleted (tombstone) mid-stream")
@@ -257,6 +259,7 @@ func scenario(ctx context.Context, log *slog.Logger, cfg config) error {
 		Guarantee:         cfg.guarantee,
 		ApplicationServer: cfg.advertise,
 		Security:          cfg.security,
+		ProcessingThreads: cfg.threads,
 		Logger:            log,
 		StateListener: func(from, to runtime.State) {
 			log.Info("app state", "from", from.String(), "to", to.String())
