@@ -156,6 +156,7 @@ type Restorer struct {
 	wg        sync.WaitGroup
 	tasks     map[string]*task
 	parts     map[tp]*storeState
+	parked    map[tp]struct{} // paused in the client, not yet removed (see unconsume)
 	consuming int
 	gen       uint64
 	knownIDs  map[string][16]byte // topic IDs the client consumed
@@ -262,6 +263,8 @@ func NewRestorer(cl *kgo.Client, adm *kadm.Client, opts RestorerOptions) *Restor
 		wake:  make(chan struct{}, 1),
 		tasks: make(map[string]*task),
 		parts: make(map[tp]*storeState),
+
+		parked: make(map[tp]struct{}),
 
 		knownIDs: make(map[string][16]byte),
 	}
@@ -600,6 +603,9 @@ func (r *Restorer) begin(t *task, m *taskMeta) {
 		}
 	}
 	if len(adds) > 0 {
+		// A partition still assigned (paused) would keep its old
+		// position: take it out first.
+		r.releaseParked(adds)
 		r.cl.AddConsumePartitions(adds)
 	}
 	if t.remaining == 0 {
@@ -817,6 +823,13 @@ func (r *Restorer) storeDone(s *storeState) {
 	}
 }
 
+// unconsume stops fetching the store's partition. While other partitions are
+// still restoring, the partition is only paused: removing a partition from a
+// kgo client restarts its consumer session, which drops every record it
+// buffered or had in flight for the other partitions and fetches them again
+// (with six partitions finishing one after another, a cold restore fetched
+// 1.8 times its records). Paused partitions are removed once nothing is
+// consuming, or before one of them is added again.
 func (r *Restorer) unconsume(s *storeState) {
 	if !s.consuming {
 		return
@@ -827,7 +840,32 @@ func (r *Restorer) unconsume(s *storeState) {
 	if r.parts[k] == s {
 		delete(r.parts, k)
 	}
-	r.cl.RemoveConsumePartitions(map[string][]int32{s.sc.Topic: {s.sc.Partition}})
+	r.parked[k] = struct{}{}
+	if r.consuming == 0 {
+		r.releaseParked(nil)
+		return
+	}
+	r.cl.PauseFetchPartitions(map[string][]int32{s.sc.Topic: {s.sc.Partition}})
+}
+
+// releaseParked removes the paused partitions from the client: all of them
+// when only is nil, else those of only that are paused.
+func (r *Restorer) releaseParked(only map[string]map[int32]kgo.Offset) {
+	rm := make(map[string][]int32)
+	for k := range r.parked {
+		if only != nil {
+			if _, ok := only[k.topic][k.partition]; !ok {
+				continue
+			}
+		}
+		rm[k.topic] = append(rm[k.topic], k.partition)
+		delete(r.parked, k)
+	}
+	if len(rm) == 0 {
+		return
+	}
+	r.cl.RemoveConsumePartitions(maps.Clone(rm))
+	r.cl.ResumeFetchPartitions(rm)
 }
 
 // complete writes the final checkpoint, syncs and reports success.
@@ -938,6 +976,17 @@ func (r *Restorer) purgeTopic(topic, reason string) {
 	}
 	r.cl.PurgeTopicsFromClient(topic)
 	delete(r.knownIDs, topic)
+	var resume []int32
+	for k := range r.parked {
+		if k.topic == topic {
+			resume = append(resume, k.partition)
+			delete(r.parked, k)
+		}
+	}
+	if len(resume) > 0 {
+		// Pauses outlive a purge: lift them for a recreated topic.
+		r.cl.ResumeFetchPartitions(map[string][]int32{topic: resume})
+	}
 	for _, t := range tasks {
 		r.restart(t, reason)
 	}

@@ -3,9 +3,11 @@ package changelog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -830,4 +832,70 @@ func TestRestoreLogStartMovesDuring(t *testing.T) {
 		t.Errorf("wiped=%v reason=%q", res.Wiped, res.WipeReason)
 	}
 	checkStore(t, db, "s", l.model(3_000))
+}
+
+// fetchCounter counts the changelog records a client fetched from the broker,
+// including records fetched but dropped before a poll returned them.
+type fetchCounter struct{ n atomic.Int64 }
+
+func (c *fetchCounter) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	c.n.Add(int64(m.NumRecords))
+}
+
+// TestRestoreFetchesEachRecordOnce restores six tasks at once, as an App
+// does after a cold start, and checks that every changelog record is fetched
+// from the broker once: a partition that finishes first must not make the
+// client throw away (and fetch again) what it buffered for the others.
+func TestRestoreFetchesEachRecordOnce(t *testing.T) {
+	e := newEnv(t)
+	topic := TopicName("once", "s")
+	const parts = 6
+	e.createTopic(topic, parts, nil)
+	rng := rand.New(rand.NewPCG(31, 32))
+	logs := make([]*changelogLog, parts)
+	var produced int64
+	for p := range int32(parts) {
+		logs[p] = &changelogLog{topic: topic, part: p}
+		n := 6_000 + int(p)*2_000 // partitions finish at different times
+		e.produce(logs[p], rng, n, 3_000)
+		produced += int64(n)
+	}
+	var fc fetchCounter
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(e.b.Addrs()...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(200*time.Millisecond),
+		// Small fetches: each partition takes many, so partitions
+		// finish while the client holds buffered data of the others.
+		kgo.FetchMaxPartitionBytes(16<<10),
+		kgo.WithHooks(&fc),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	r := NewRestorer(cl, e.adm, RestorerOptions{BatchRecords: 500})
+	runRestorer(t, r)
+	dbs := make([]state.DB, parts)
+	var chans []<-chan Result
+	for p := range int32(parts) {
+		dbs[p] = state.NewMemory()
+		chans = append(chans, add(r, fmt.Sprintf("task%d", p), dbs[p], StoreChangelog{Store: "s", Topic: topic, Partition: p}))
+	}
+	var restored int64
+	for p, ch := range chans {
+		res := wait(t, ch)
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		checkStore(t, dbs[p], "s", logs[p].model(0))
+		restored += res.Total
+	}
+	if restored != produced {
+		t.Errorf("restored %d records, want %d", restored, produced)
+	}
+	if got := fc.n.Load(); got != produced {
+		t.Errorf("fetched %d changelog records to restore %d: want each fetched once", got, produced)
+	}
 }
