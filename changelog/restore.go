@@ -122,6 +122,12 @@ type RestorerOptions struct {
 	// Now is the wall clock, used to date checkpoints and judge their age
 	// (default time.Now).
 	Now func() time.Time
+	// BulkLoadRecords is the number of records a restore into a wiped DB
+	// must have to replay, over all the task's stores, for the DB to be
+	// switched to bulk load mode if it implements state.BulkLoader
+	// (default 50_000). Switching reopens a Pebble DB twice, which costs
+	// more than it saves on a short log. Negative: never.
+	BulkLoadRecords int64
 	// TailProbeAfter is how long a partition may deliver nothing before
 	// the Restorer asks the broker directly whether only aborted records
 	// and transaction markers remain before the end offset (default
@@ -201,6 +207,7 @@ type task struct {
 	endListed  time.Time // when the end offsets were listed
 	wiped      bool
 	wipeReason string
+	bulk       bool // the DB is in bulk load mode (state.BulkLoader)
 	dirty      bool // positions moved since the last Apply
 	stopping   bool // a Remove is queued: apply nothing more
 	restarts   int  // restarts from the log start within this Add
@@ -253,6 +260,9 @@ func NewRestorer(cl *kgo.Client, adm *kadm.Client, opts RestorerOptions) *Restor
 	}
 	if opts.TailProbeAfter <= 0 {
 		opts.TailProbeAfter = 100 * time.Millisecond
+	}
+	if opts.BulkLoadRecords == 0 {
+		opts.BulkLoadRecords = 50_000
 	}
 	r := &Restorer{
 		cl:    cl,
@@ -544,6 +554,19 @@ func (r *Restorer) begin(t *task, m *taskMeta) {
 		if err := db.Wipe(); err != nil {
 			r.fail(t, fmt.Errorf("changelog: task %q: wipe: %w", t.req.Task, err))
 			return
+		}
+		var replay int64
+		for _, pm := range m.parts {
+			replay += pm.end - pm.start
+		}
+		if bl, ok := db.(state.BulkLoader); ok && !t.bulk && r.opts.BulkLoadRecords >= 0 && replay >= r.opts.BulkLoadRecords {
+			// The DB is empty and every store replays from the
+			// log start: let it defer its compactions to the end.
+			if err := bl.BeginBulkLoad(); err != nil {
+				r.fail(t, fmt.Errorf("changelog: task %q: begin bulk load: %w", t.req.Task, err))
+				return
+			}
+			t.bulk = true
 		}
 		r.log.Info("changelog: restoring task from the log start", "task", t.req.Task, "reason", reason)
 		cp = state.Checkpoint{}
@@ -875,6 +898,10 @@ func (r *Restorer) complete(t *task) {
 		r.fail(t, err)
 		return
 	}
+	if err := r.endBulk(t); err != nil {
+		r.fail(t, err)
+		return
+	}
 	if err := t.req.DB.Sync(); err != nil {
 		r.fail(t, fmt.Errorf("changelog: task %q: sync: %w", t.req.Task, err))
 		return
@@ -910,10 +937,26 @@ func (r *Restorer) stop(t *task) {
 	delete(r.tasks, t.req.Task)
 }
 
+// endBulk switches the DB back from bulk load mode, making every applied
+// write durable.
+func (r *Restorer) endBulk(t *task) error {
+	if !t.bulk {
+		return nil
+	}
+	t.bulk = false
+	if err := t.req.DB.(state.BulkLoader).EndBulkLoad(); err != nil {
+		return fmt.Errorf("changelog: task %q: end bulk load: %w", t.req.Task, err)
+	}
+	return nil
+}
+
 // fail ends the task with a fatal error. Applied progress stays.
 func (r *Restorer) fail(t *task, err error) {
 	r.stop(t)
 	t.ws.Reset()
+	if berr := r.endBulk(t); berr != nil {
+		err = errors.Join(err, berr)
+	}
 	r.log.Error("changelog: restore failed", "task", t.req.Task, "err", err)
 	done(t.req, r.result(t, err))
 }
@@ -925,6 +968,9 @@ func (r *Restorer) suspend(t *task, cause error) {
 	err := cause
 	if t.restoring {
 		ferr := r.flush(t)
+		if ferr == nil {
+			ferr = r.endBulk(t)
+		}
 		if ferr == nil {
 			if serr := t.req.DB.Sync(); serr != nil {
 				ferr = fmt.Errorf("changelog: task %q: sync: %w", t.req.Task, serr)
@@ -939,6 +985,9 @@ func (r *Restorer) suspend(t *task, cause error) {
 				}
 			}
 		}
+	}
+	if berr := r.endBulk(t); berr != nil { // removed before its stores were set up
+		err = errors.Join(err, berr)
 	}
 	r.log.Debug("changelog: restore suspended", "task", t.req.Task, "err", err)
 	done(t.req, r.result(t, err))
