@@ -247,9 +247,11 @@ const restoreLogEvery = 5 * time.Second
 //
 // cl must be a client without a consumer group, created with
 // kgo.FetchIsolationLevel(kgo.ReadCommitted()) and preferably
-// kgo.KeepControlRecords() (see the package documentation), and must not be
-// used to consume anything else: the Restorer adds and removes its partitions
-// and makes it forget recreated topics. Run checks the group and the
+// kgo.KeepControlRecords() (see the package documentation) and a short
+// kgo.FetchMaxWait: the partitions of a task added while a fetch waits at the
+// broker for new records of finished ones are fetched only once it returns.
+// It must not be used to consume anything else: the Restorer adds and removes
+// its partitions and makes it forget recreated topics. Run checks the group and the
 // isolation level.
 func NewRestorer(cl *kgo.Client, adm *kadm.Client, opts RestorerOptions) *Restorer {
 	if opts.BatchRecords <= 0 {

@@ -361,6 +361,10 @@ func (e *Engine) openClients() error {
 		// default, which consumes a changelog at over 2M records/s.
 		kgo.FetchMaxBytes(8<<20),
 		kgo.FetchMaxPartitionBytes(1<<20),
+		// A partition added while a fetch of caught-up partitions waits
+		// at the broker is not fetched before that wait ends (kgo's
+		// default 5 s stalled warm restores).
+		kgo.FetchMaxWait(100*time.Millisecond),
 	)...)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
