@@ -55,6 +55,15 @@
 //
 // Wiping is per DB, because a DB commits all its stores together: one
 // untrusted store makes every store of the task restore from the start.
+// A wiped DB that implements state.BulkLoader (Pebble does) and has at least
+// RestorerOptions.BulkLoadRecords records to replay is filled in bulk load
+// mode, which defers compactions until the restore ends; the mode ends when
+// the task completes, is suspended or fails.
+//
+// A partition whose store reached its end is paused in the client, and only
+// removed from it once no partition is left to restore (or before it is
+// added again): removing a partition restarts the client's fetch session,
+// which would drop and fetch again what it buffered for the others.
 //
 // The age rule relies on Kafka's guarantee that a reader starting at time S
 // sees every tombstone that deletes a record it read, as long as it reads the

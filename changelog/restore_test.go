@@ -3,9 +3,12 @@ package changelog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -830,4 +833,208 @@ func TestRestoreLogStartMovesDuring(t *testing.T) {
 		t.Errorf("wiped=%v reason=%q", res.Wiped, res.WipeReason)
 	}
 	checkStore(t, db, "s", l.model(3_000))
+}
+
+// fetchCounter counts the changelog records a client fetched from the broker,
+// including records fetched but dropped before a poll returned them.
+type fetchCounter struct{ n atomic.Int64 }
+
+func (c *fetchCounter) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	c.n.Add(int64(m.NumRecords))
+}
+
+// TestRestoreFetchesEachRecordOnce restores six tasks at once, as an App
+// does after a cold start, and checks that every changelog record is fetched
+// from the broker once: a partition that finishes first must not make the
+// client throw away (and fetch again) what it buffered for the others.
+func TestRestoreFetchesEachRecordOnce(t *testing.T) {
+	e := newEnv(t)
+	topic := TopicName("once", "s")
+	const parts = 6
+	e.createTopic(topic, parts, nil)
+	rng := rand.New(rand.NewPCG(31, 32))
+	logs := make([]*changelogLog, parts)
+	var produced int64
+	for p := range int32(parts) {
+		logs[p] = &changelogLog{topic: topic, part: p}
+		n := 6_000 + int(p)*2_000 // partitions finish at different times
+		e.produce(logs[p], rng, n, 3_000)
+		produced += int64(n)
+	}
+	var fc fetchCounter
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(e.b.Addrs()...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(200*time.Millisecond),
+		// Small fetches: each partition takes many, so partitions
+		// finish while the client holds buffered data of the others.
+		kgo.FetchMaxPartitionBytes(16<<10),
+		kgo.WithHooks(&fc),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	r := NewRestorer(cl, e.adm, RestorerOptions{BatchRecords: 500, BulkLoadRecords: 1})
+	runRestorer(t, r)
+	// Pebble DBs, so the restores run in bulk load mode as in an App.
+	env := state.NewEnv(state.EnvOptions{Logger: testLogger(t)})
+	t.Cleanup(func() { env.Close() })
+	dbs := make([]state.DB, parts)
+	var chans []<-chan Result
+	for p := range int32(parts) {
+		if dbs[p], err = env.Open(filepath.Join(t.TempDir(), fmt.Sprint(p))); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { dbs[p].Close() })
+		chans = append(chans, add(r, fmt.Sprintf("task%d", p), dbs[p], StoreChangelog{Store: "s", Topic: topic, Partition: p}))
+	}
+	var restored int64
+	for p, ch := range chans {
+		res := wait(t, ch)
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		checkStore(t, dbs[p], "s", logs[p].model(0))
+		restored += res.Total
+	}
+	if restored != produced {
+		t.Errorf("restored %d records, want %d", restored, produced)
+	}
+	if got := fc.n.Load(); got != produced {
+		t.Errorf("fetched %d changelog records to restore %d: want each fetched once", got, produced)
+	}
+}
+
+// bulkSpy is a DB that records its bulk load mode.
+type bulkSpy struct {
+	state.DB
+	mu      sync.Mutex
+	bulk    bool
+	begins  int
+	inBulk  int // Applies in bulk load mode
+	outBulk int // Applies in normal mode
+}
+
+func (d *bulkSpy) BeginBulkLoad() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.bulk {
+		d.begins++
+	}
+	d.bulk = true
+	return nil
+}
+
+func (d *bulkSpy) EndBulkLoad() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bulk = false
+	return nil
+}
+
+func (d *bulkSpy) Apply(w *state.WriteSet, cp *state.Checkpoint, sync bool) error {
+	d.mu.Lock()
+	if d.bulk {
+		d.inBulk++
+	} else {
+		d.outBulk++
+	}
+	d.mu.Unlock()
+	return d.DB.Apply(w, cp, sync)
+}
+
+func (d *bulkSpy) snapshot() (bulk bool, begins, inBulk, outBulk int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.bulk, d.begins, d.inBulk, d.outBulk
+}
+
+// TestRestoreBulkLoad: a restore into a wiped DB runs in bulk load mode,
+// which ends before Done whether the restore completes or is suspended; a
+// restore resumed from a checkpoint does not use it.
+func TestRestoreBulkLoad(t *testing.T) {
+	e := newEnv(t)
+	topic := TopicName("bulk", "s")
+	e.createTopic(topic, 1, nil)
+	l := &changelogLog{topic: topic, part: 0}
+	e.produce(l, rand.New(rand.NewPCG(41, 42)), 20_000, 4_000)
+
+	lis := newRecListener()
+	firstBatch := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	lis.onBatch = func(string, int64, int64) {
+		once.Do(func() {
+			close(firstBatch)
+			<-release
+		})
+	}
+	r := NewRestorer(e.restoreClient(false), e.adm, RestorerOptions{Listener: lis, BatchRecords: 1_000, BulkLoadRecords: 20_000})
+	runRestorer(t, r)
+	sc := StoreChangelog{Store: "s", Topic: topic, Partition: 0}
+	db := &bulkSpy{DB: state.NewMemory()}
+
+	// Suspended mid-way: the mode ends with it.
+	resc := add(r, "t", db, sc)
+	select {
+	case <-firstBatch:
+	case <-time.After(testTimeout):
+		t.Fatal("no batch restored")
+	}
+	if bulk, _, _, _ := db.snapshot(); !bulk {
+		t.Error("a restore from the log start is not in bulk load mode")
+	}
+	gone := r.Remove("t")
+	close(release)
+	<-gone
+	if res := wait(t, resc); !errors.Is(res.Err, ErrSuspended) {
+		t.Fatalf("err = %v", res.Err)
+	}
+	if bulk, begins, inBulk, _ := db.snapshot(); bulk || begins != 1 || inBulk == 0 {
+		t.Fatalf("after suspend: bulk=%v begins=%d applies in bulk=%d", bulk, begins, inBulk)
+	}
+
+	// Resumed from the checkpoint: no bulk load mode.
+	lis.onBatch = nil
+	_, _, inBefore, outBefore := db.snapshot()
+	res := restore(t, r, "t", db, sc)
+	if res.Wiped {
+		t.Fatalf("resume wiped: %s", res.WipeReason)
+	}
+	bulk, begins, inBulk, outBulk := db.snapshot()
+	if bulk || begins != 1 || inBulk != inBefore || outBulk == outBefore {
+		t.Errorf("resume: bulk=%v begins=%d applies in bulk %d→%d, in normal mode %d→%d", bulk, begins, inBefore, inBulk, outBefore, outBulk)
+	}
+	checkStore(t, db, "s", l.model(0))
+
+	// A cold restore to the end: bulk load mode from the wipe to Done.
+	cold := &bulkSpy{DB: state.NewMemory()}
+	ch := make(chan Result, 1)
+	r.Add(Request{Task: "cold", DB: cold, Stores: []StoreChangelog{sc}, Done: func(res Result) {
+		if bulk, _, _, _ := cold.snapshot(); bulk {
+			t.Error("Done called in bulk load mode")
+		}
+		ch <- res
+	}})
+	if res := wait(t, ch); res.Err != nil || !res.Wiped {
+		t.Fatalf("cold restore: err=%v wiped=%v", res.Err, res.Wiped)
+	}
+	if _, begins, inBulk, _ := cold.snapshot(); begins != 1 || inBulk == 0 {
+		t.Errorf("cold restore: begins=%d applies in bulk=%d", begins, inBulk)
+	}
+	checkStore(t, cold, "s", l.model(0))
+
+	// Below BulkLoadRecords, a cold restore stays in normal mode.
+	small := NewRestorer(e.restoreClient(false), e.adm, RestorerOptions{BulkLoadRecords: 20_001})
+	runRestorer(t, small)
+	plain := &bulkSpy{DB: state.NewMemory()}
+	if res := restore(t, small, "plain", plain, sc); !res.Wiped {
+		t.Fatal("restore into an empty DB did not wipe")
+	}
+	if _, begins, inBulk, _ := plain.snapshot(); begins != 0 || inBulk != 0 {
+		t.Errorf("20,000 records below BulkLoadRecords: begins=%d applies in bulk=%d", begins, inBulk)
+	}
+	checkStore(t, plain, "s", l.model(0))
 }

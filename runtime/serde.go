@@ -41,8 +41,19 @@ func Int64() Serde[int64] { return int64Serde{} }
 func JSON[T any]() Serde[T] { return jsonSerde[T]{} }
 
 // Msgpack returns a serde that encodes T with MessagePack
-// (github.com/vmihailenco/msgpack/v5).
-func Msgpack[T any]() Serde[T] { return msgpackSerde[T]{} }
+// (github.com/vmihailenco/msgpack/v5). A type that implements
+// msgpack.Marshaler and whose pointer implements msgpack.Unmarshaler is
+// encoded and decoded by its own methods, called directly: the bytes are the
+// same as through msgpack.Marshal, which calls them too, without its encoder
+// and reflection in between. Hand-written methods are how a hot type avoids
+// the cost of reflection.
+func Msgpack[T any]() Serde[T] {
+	pt := reflect.TypeFor[*T]()
+	if pt.Implements(reflect.TypeFor[msgpack.Marshaler]()) && pt.Implements(reflect.TypeFor[msgpack.Unmarshaler]()) {
+		return msgpackMethods[T]{}
+	}
+	return msgpackSerde[T]{}
+}
 
 // DefaultSerde returns String for string, Bytes for []byte, Int64 for int64
 // (and the same wire formats for named types with those underlying types,
@@ -168,6 +179,26 @@ func (msgpackSerde[T]) Serialize(v T) ([]byte, error) {
 func (msgpackSerde[T]) Deserialize(data []byte) (T, error) {
 	var v T
 	if err := msgpack.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("%w: msgpack: %w", ErrSerde, err)
+	}
+	return v, nil
+}
+
+// msgpackMethods is the Msgpack serde of a type with its own msgpack
+// methods.
+type msgpackMethods[T any] struct{}
+
+func (msgpackMethods[T]) Serialize(v T) ([]byte, error) {
+	b, err := any(&v).(msgpack.Marshaler).MarshalMsgpack()
+	if err != nil {
+		return nil, fmt.Errorf("%w: msgpack: %w", ErrSerde, err)
+	}
+	return b, nil
+}
+
+func (msgpackMethods[T]) Deserialize(data []byte) (T, error) {
+	var v T
+	if err := any(&v).(msgpack.Unmarshaler).UnmarshalMsgpack(data); err != nil {
 		return v, fmt.Errorf("%w: msgpack: %w", ErrSerde, err)
 	}
 	return v, nil

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/vmihailenco/msgpack/v5"
+
 	"github.com/choreo-go/choreo/runtime"
 )
 
@@ -100,5 +102,46 @@ func TestDefaultSerdeNamedTypes(t *testing.T) {
 	}
 	if b := roundTrip(t, "named bytes", runtime.DefaultSerde[blob](), blob("raw")); string(b) != "raw" {
 		t.Errorf("named bytes encoded as %q", b)
+	}
+}
+
+// point encodes itself as a two-element msgpack array and fails on a
+// negative X, so a test sees whether its methods were used.
+type point struct{ X, Y int8 }
+
+func (p point) MarshalMsgpack() ([]byte, error) {
+	if p.X < 0 {
+		return nil, errors.New("negative x")
+	}
+	return []byte{0x92, byte(p.X), byte(p.Y)}, nil
+}
+
+func (p *point) UnmarshalMsgpack(b []byte) error {
+	if len(b) != 3 || b[0] != 0x92 {
+		return errors.New("not a point")
+	}
+	p.X, p.Y = int8(b[1]), int8(b[2])
+	return nil
+}
+
+// TestMsgpackMethods: a type with its own msgpack methods is encoded by
+// them, to the bytes msgpack.Marshal writes, and their errors wrap
+// ErrSerde.
+func TestMsgpackMethods(t *testing.T) {
+	s := runtime.Msgpack[point]()
+	b := roundTrip(t, "point", s, point{3, 4})
+	eq(t, "point bytes", b, []byte{0x92, 3, 4})
+	ref, err := msgpack.Marshal(point{3, 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eq(t, "same as msgpack.Marshal", b, ref)
+	b, _ = runtime.DefaultSerde[point]().Serialize(point{1, 2})
+	eq(t, "default serde uses the methods", b, []byte{0x92, 1, 2})
+	if _, err := s.Serialize(point{-1, 0}); !errors.Is(err, runtime.ErrSerde) {
+		t.Errorf("Serialize error %v does not wrap ErrSerde", err)
+	}
+	if _, err := s.Deserialize([]byte{0x80}); !errors.Is(err, runtime.ErrSerde) {
+		t.Errorf("Deserialize error %v does not wrap ErrSerde", err)
 	}
 }

@@ -650,3 +650,101 @@ func TestPebbleLoggerFatalPanics(t *testing.T) {
 	}()
 	pebbleLogger{slog.New(slog.DiscardHandler)}.Fatalf("boom %d", 1)
 }
+
+// TestPebbleBulkLoad fills a DB in bulk load mode across several memtable
+// flushes and checks that reads, the checkpoint, Sync, Wipe and Close keep
+// their meaning in it and after it.
+func TestPebbleBulkLoad(t *testing.T) {
+	env := NewEnv(EnvOptions{CacheBytes: 32 << 20, MemTableSize: 1 << 20, BulkMemTableSize: 2 << 20, Logger: slog.New(slog.DiscardHandler)})
+	t.Cleanup(func() { env.Close() })
+	dir := filepath.Join(t.TempDir(), "task")
+	db := openPebble(t, env, dir)
+	bl, ok := db.(BulkLoader)
+	if !ok {
+		t.Fatal("a Pebble DB does not implement BulkLoader")
+	}
+	apply(t, db, nil, put("s", "old", "x"))
+	if err := bl.BeginBulkLoad(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bl.BeginBulkLoad(); err != nil { // a no-op
+		t.Fatal(err)
+	}
+	if v, ok := mustGet(t, db, "s", "old"); !ok || v != "x" {
+		t.Fatalf("data written before BeginBulkLoad: %q, %v", v, ok)
+	}
+	// Wipe keeps the mode; the load starts from an empty DB.
+	if err := db.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mustGet(t, db, "s", "old"); ok {
+		t.Fatal("Wipe in bulk load mode kept a key")
+	}
+
+	const n = 40_000 // ~6 MiB of writes: several bulk memtables
+	load := func(db DB, from, to int) {
+		var w WriteSet
+		for i := from; i < to; i++ {
+			w.Put("s", fmt.Appendf(nil, "k%07d", (i*7919)%n), fmt.Appendf(nil, "value-%d-%0100d", i, 0))
+			if w.Len() == 1000 || i == to-1 {
+				cp := Checkpoint{Changelogs: map[string]ChangelogPosition{"s": {Offset: int64(i + 1)}}}
+				if err := db.Apply(&w, &cp, false); err != nil {
+					t.Fatal(err)
+				}
+				w.Reset()
+			}
+		}
+	}
+	load(db, 0, n/2)
+	check := func(db DB, upTo int) {
+		t.Helper()
+		for i := 0; i < upTo; i += 997 {
+			want := fmt.Sprintf("value-%d-%0100d", i, 0)
+			if v, ok := mustGet(t, db, "s", fmt.Sprintf("k%07d", (i*7919)%n)); !ok || v != want {
+				t.Fatalf("key of record %d: %q, %v", i, v, ok)
+			}
+		}
+		cp, ok, err := db.Checkpoint()
+		if err != nil || !ok || cp.Changelogs["s"].Offset != int64(upTo) {
+			t.Fatalf("checkpoint %+v, %v, %v; want offset %d", cp, ok, err, upTo)
+		}
+	}
+	check(db, n/2)
+	if err := db.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// Close in bulk load mode keeps what was applied, though there is no WAL.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openPebble(t, env, dir)
+	check(db, n/2)
+	bl = db.(BulkLoader)
+	if err := bl.BeginBulkLoad(); err != nil {
+		t.Fatal(err)
+	}
+	load(db, n/2, n)
+	if err := bl.EndBulkLoad(); err != nil {
+		t.Fatal(err)
+	}
+	if err := bl.EndBulkLoad(); err != nil { // a no-op
+		t.Fatal(err)
+	}
+	check(db, n)
+	if got := len(scan(t, db, "s", nil, nil)); got != n {
+		t.Fatalf("store holds %d keys, want %d", got, n)
+	}
+	// Back in normal mode, synced writes survive a reopen as usual.
+	apply(t, db, nil, put("t", "after", "1"))
+	if err := db.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openPebble(t, env, dir)
+	check(db, n)
+	if v, ok := mustGet(t, db, "t", "after"); !ok || v != "1" {
+		t.Fatalf("write after EndBulkLoad: %q, %v", v, ok)
+	}
+}

@@ -41,6 +41,10 @@
 // less of it is left for caching blocks. NewMemory returns an in-memory DB with the same semantics,
 // for tests and for state that is cheap to rebuild.
 //
+// A Pebble DB also implements BulkLoader: while a restore fills it from
+// scratch it runs without a WAL and without compactions, flushing large
+// memtables into L0, and compacts once, in the background, after the load.
+//
 // A DB has one writer (the task) and any number of concurrent readers
 // (interactive queries). Iterators read a snapshot taken at their
 // creation.

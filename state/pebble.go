@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // Defaults for EnvOptions.
@@ -28,6 +30,9 @@ const (
 	// DefaultMaxOpenFiles is the default number of table files kept open
 	// across all DBs of an Env.
 	DefaultMaxOpenFiles = 1000
+	// DefaultBulkMemTableSize is the default memtable size of a DB in bulk
+	// load mode (see BulkLoader).
+	DefaultBulkMemTableSize = 32 << 20
 )
 
 // wipeSuffix names the directory a DB is moved to while Wipe deletes it.
@@ -49,6 +54,10 @@ type EnvOptions struct {
 	// MaxOpenFiles bounds the table files kept open across every DB of the
 	// Env (default DefaultMaxOpenFiles).
 	MaxOpenFiles int
+	// BulkMemTableSize is the memtable size of a DB in bulk load mode
+	// (default DefaultBulkMemTableSize). Larger memtables mean fewer,
+	// larger table files for the compaction that follows the load.
+	BulkMemTableSize uint64
 	// Logger receives Pebble's messages: informational ones at debug level,
 	// errors at error level (default slog.Default()).
 	Logger *slog.Logger
@@ -58,9 +67,10 @@ type EnvOptions struct {
 // block cache and the open-file cache, so that memory and file descriptors
 // are bounded per instance rather than per task, and the logger.
 type Env struct {
-	log          *slog.Logger
-	memTableSize uint64
-	maxOpenFiles int
+	log              *slog.Logger
+	memTableSize     uint64
+	bulkMemTableSize uint64
+	maxOpenFiles     int
 
 	// mu makes Close wait for Opens in progress, which use the caches.
 	mu        sync.RWMutex
@@ -80,15 +90,19 @@ func NewEnv(opts EnvOptions) *Env {
 	if opts.MaxOpenFiles <= 0 {
 		opts.MaxOpenFiles = DefaultMaxOpenFiles
 	}
+	if opts.BulkMemTableSize == 0 {
+		opts.BulkMemTableSize = DefaultBulkMemTableSize
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	return &Env{
-		log:          opts.Logger,
-		memTableSize: opts.MemTableSize,
-		maxOpenFiles: opts.MaxOpenFiles,
-		cache:        pebble.NewCache(opts.CacheBytes),
-		fileCache:    pebble.NewFileCache(runtime.GOMAXPROCS(0), pebble.FileCacheSize(opts.MaxOpenFiles)),
+		log:              opts.Logger,
+		memTableSize:     opts.MemTableSize,
+		bulkMemTableSize: opts.BulkMemTableSize,
+		maxOpenFiles:     opts.MaxOpenFiles,
+		cache:            pebble.NewCache(opts.CacheBytes),
+		fileCache:        pebble.NewFileCache(runtime.GOMAXPROCS(0), pebble.FileCacheSize(opts.MaxOpenFiles)),
 	}
 }
 
@@ -123,7 +137,7 @@ func (e *Env) Open(dir string) (DB, error) {
 		return nil, fmt.Errorf("state: removing leftover of wipe: %w", err)
 	}
 	log := e.log.With("dir", dir)
-	pdb, err := e.openPebble(dir, log)
+	pdb, err := e.openPebble(dir, log, false)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +153,8 @@ func (e *Env) release() {
 	e.cache.Unref()
 }
 
-func (e *Env) openPebble(dir string, log *slog.Logger) (*pebble.DB, error) {
+// openPebble opens the Pebble DB in dir, in bulk load mode if bulk.
+func (e *Env) openPebble(dir string, log *slog.Logger, bulk bool) (*pebble.DB, error) {
 	// Pebble creates its files 0666 minus umask; the 0700 directory is what
 	// keeps other users out of the state.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -161,6 +176,28 @@ func (e *Env) openPebble(dir string, log *slog.Logger) (*pebble.DB, error) {
 	// skips the filters of the last level, whose data blocks it reads
 	// anyway).
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	if bulk {
+		// A restore from scratch writes every key once, in no order.
+		// Compacting while it runs rewrites the same data again and
+		// again (most of a cold restore's CPU with 4 MiB memtables), so
+		// the load only flushes large memtables into L0, and the
+		// compaction runs once, after EndBulkLoad reopens the DB. The
+		// WAL is redundant: the changelog is the log, and a crash in the
+		// middle loses whole flushed memtables at most, each with the
+		// checkpoint written in the same batch as its last data.
+		opts.MemTableSize = e.bulkMemTableSize
+		opts.DisableAutomaticCompactions = true
+		opts.DisableWAL = true
+		// Without compactions L0 only grows; the default limit would
+		// stop writes for good.
+		opts.L0StopWritesThreshold = math.MaxInt32
+		opts.L0CompactionThreshold = math.MaxInt32
+		// The load writes L0 files only, and the compaction after it
+		// rewrites them: compressing them would be wasted work. The
+		// levels below keep Pebble's default (they would inherit L0's).
+		opts.Levels[0].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		opts.Levels[1].Compression = func() *sstable.CompressionProfile { return sstable.SnappyCompression }
+	}
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		if pebble.IsCorruptionError(err) {
@@ -206,11 +243,13 @@ type pebbleDB struct {
 	wmu sync.Mutex
 	wb  *pebble.Batch
 
-	// mu is read-locked by every operation on db and write-locked by Close
-	// and Wipe, which replace or close it under concurrent readers.
+	// mu is read-locked by every operation on db and write-locked by Close,
+	// Wipe and the bulk load switches, which replace or close it under
+	// concurrent readers.
 	mu     sync.RWMutex
 	db     *pebble.DB
 	closed bool
+	bulk   bool // db was opened in bulk load mode
 
 	// iters are the open iterators, closed by Close and Wipe since Pebble
 	// cannot close with iterators open. Guarded by itersMu, because
@@ -362,6 +401,13 @@ func (d *pebbleDB) Sync() error {
 	if d.closed {
 		return ErrClosed
 	}
+	if d.bulk {
+		// Without a WAL, only table files are durable.
+		if err := d.db.Flush(); err != nil {
+			return fmt.Errorf("state: sync: %w", err)
+		}
+		return nil
+	}
 	// An empty synced write is how Pebble fsyncs the WAL up to every prior
 	// unsynced write, without flushing memtables.
 	if err := d.db.LogData(nil, pebble.Sync); err != nil {
@@ -383,7 +429,7 @@ func (d *pebbleDB) Wipe() error {
 	if d.closed {
 		return ErrClosed
 	}
-	if err := d.closePebble(); err != nil {
+	if err := d.closePebble(false); err != nil {
 		d.closed = true
 		d.env.release()
 		return err
@@ -395,7 +441,7 @@ func (d *pebbleDB) Wipe() error {
 	}
 	// After a failed rename this reopens the old data, so the DB stays
 	// usable and the caller learns that it was not wiped.
-	db, err := d.env.openPebble(d.dir, d.log)
+	db, err := d.env.openPebble(d.dir, d.log, d.bulk)
 	if err != nil {
 		d.closed = true
 		d.env.release()
@@ -430,14 +476,55 @@ func (d *pebbleDB) Close() error {
 		return ErrClosed
 	}
 	d.closed = true
-	err := d.closePebble()
+	err := d.closePebble(true)
 	d.env.release()
 	return err
 }
 
+var _ BulkLoader = (*pebbleDB)(nil)
+
+// BeginBulkLoad implements BulkLoader.
+func (d *pebbleDB) BeginBulkLoad() error { return d.setBulk(true) }
+
+// EndBulkLoad implements BulkLoader.
+func (d *pebbleDB) EndBulkLoad() error { return d.setBulk(false) }
+
+// setBulk reopens db in or out of bulk load mode. Pebble reads these options
+// only when it opens a DB.
+func (d *pebbleDB) setBulk(on bool) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return ErrClosed
+	}
+	if d.bulk == on {
+		return nil
+	}
+	if err := d.closePebble(true); err != nil {
+		d.closed = true
+		d.env.release()
+		return err
+	}
+	db, err := d.env.openPebble(d.dir, d.log, on)
+	if err != nil {
+		d.closed = true
+		d.env.release()
+		return err
+	}
+	d.db, d.wb, d.bulk = db, db.NewBatch(), on
+	return nil
+}
+
 // closePebble ends every iterator and closes db. mu must be write-locked.
-func (d *pebbleDB) closePebble() error {
+// keep flushes the memtables of a DB in bulk load mode first, which has no
+// WAL to recover them from; a Wipe does not need them.
+func (d *pebbleDB) closePebble(keep bool) error {
 	var errs []error
+	if keep && d.bulk {
+		errs = append(errs, d.db.Flush())
+	}
 	d.itersMu.Lock()
 	for it := range d.iters {
 		errs = append(errs, it.it.Close())

@@ -87,6 +87,25 @@ type DB interface {
 	Close() error
 }
 
+// BulkLoader is implemented by DBs that can load faster while they are
+// being filled from scratch, as a restore after a Wipe does. Between
+// BeginBulkLoad and EndBulkLoad the DB may defer work (Pebble: compactions)
+// until the end and may keep no log of its own: Apply is still atomic, but
+// after a crash the DB may hold fewer of the applied writes than Sync would
+// otherwise guarantee (never a write without the checkpoint applied with
+// it). Reads are correct but may be slower. Both calls end open iterators,
+// like Wipe; Sync and Close keep every applied write. EndBulkLoad returns
+// once the DB is back in its normal mode; the deferred work then runs in
+// the background.
+type BulkLoader interface {
+	// BeginBulkLoad switches the DB to bulk load mode (a no-op if it is
+	// in it already).
+	BeginBulkLoad() error
+	// EndBulkLoad makes every applied write durable and switches the DB
+	// back to its normal mode (a no-op if it is not in bulk load mode).
+	EndBulkLoad() error
+}
+
 // Mutation is one write of a WriteSet.
 type Mutation struct {
 	Store string
