@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -397,7 +398,7 @@ func runScenario(t *testing.T, sc scenario) {
 			select {
 			case <-runErr:
 			case <-time.After(30 * time.Second):
-				t.Error("Run did not return within 30 s of cancel")
+				t.Errorf("Run did not return within 30 s of cancel; goroutines:\n%s", goroutines())
 			}
 		}
 	}()
@@ -499,7 +500,7 @@ func runScenario(t *testing.T, sc scenario) {
 			t.Errorf("Run after the outage returned %v on a clean stop", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Error("Run did not return within 30 s of cancel")
+		t.Errorf("Run did not return within 30 s of cancel; goroutines:\n%s", goroutines())
 	}
 
 	h.report(t, sc, reportIn{inFlight: inFlight, start: start, healed: healed, inputs: inputs, ackedSeqs: ackedSeqs, ready: ready, state: state, alive: alive})
@@ -870,4 +871,11 @@ func readInputs(t *testing.T, h *harness, adm *kadm.Client) map[int64]*input {
 		})
 	}
 	return out
+}
+
+// goroutines dumps every goroutine's stack, to show where a hung Run waits.
+func goroutines() string {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	return b.String()
 }
