@@ -73,6 +73,10 @@ type Options struct {
 	// keeps the fastest, against the noise of a shared machine (default 3
 	// at Full scale, 1 otherwise).
 	Repeat int
+	// Threads is Config.ProcessingThreads of every App under test
+	// (default 1: one goroutine processes the tasks, like the baselines'
+	// single loop).
+	Threads int
 }
 
 // Run runs the benchmark suite and writes results.md, results.json and
@@ -131,9 +135,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return nil, err
 	}
+	if o.Threads <= 0 {
+		o.Threads = 1
+	}
 	h := &harness{o: o, sz: sz, outDir: outDir, prog: newProgress(o.Progress)}
 	rep := &Report{Scale: o.Scale, Started: start, Machine: describeMachine(), Workloads: o.Workloads, Dir: outDir,
-		Repeat: o.Repeat, LoadBefore: loadAverage()}
+		Repeat: o.Repeat, Threads: o.Threads, LoadBefore: loadAverage()}
 	h.rep = rep
 	runErr := h.run(ctx)
 	rep.Took = time.Since(start)
@@ -546,13 +553,15 @@ func (h *harness) startApp(ctx context.Context, b *runtime.Builder, appID, state
 	a := &app{errc: make(chan error, 1), running: make(chan struct{})}
 	var once sync.Once
 	cfg := runtime.Config{
-		Brokers:         h.brokers,
-		ApplicationID:   appID,
-		StateDir:        stateDir,
-		CommitInterval:  time.Second,
-		Guarantee:       runtime.AtLeastOnce,
-		Logger:          h.appLogger(),
-		RestoreListener: rl,
+		Brokers:        h.brokers,
+		ApplicationID:  appID,
+		StateDir:       stateDir,
+		CommitInterval: time.Second,
+		Guarantee:      runtime.AtLeastOnce,
+		Logger:         h.appLogger(),
+		// The apps' processing goroutines (the baselines use one loop).
+		ProcessingThreads: h.o.Threads,
+		RestoreListener:   rl,
 		StateListener: func(_, to runtime.State) {
 			if to == runtime.Running {
 				once.Do(func() { close(a.running) })

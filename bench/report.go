@@ -117,6 +117,8 @@ type Report struct {
 	MaxRSS int64 `json:"max_rss_bytes"`
 	// Repeat is the number of attempts of the repeated measurements.
 	Repeat int `json:"repeat"`
+	// Threads is the ProcessingThreads of the apps under test.
+	Threads int `json:"threads"`
 	// LoadBefore and LoadAfter are the machine's 1-minute load average.
 	LoadBefore float64 `json:"load_before"`
 	LoadAfter  float64 `json:"load_after"`
@@ -277,8 +279,9 @@ func (r *Report) Markdown() string {
 		r.Machine.CPU, r.Machine.NProc, r.Machine.GOMAXPROCS, r.Machine.GoVersion, r.Machine.OS,
 		map[bool]string{true: ", **race detector on**", false: ""}[r.Machine.Race])
 	fmt.Fprintf(&b, "Load average %.1f before, %.1f after; baselines, W1 and W2 are the best of %d attempts. "+
-		"\"other cores\" is the CPU that other processes of the machine used during the measurement.\n\n",
-		r.LoadBefore, r.LoadAfter, r.Repeat)
+		"\"other cores\" is the CPU that other processes of the machine used during the measurement. "+
+		"The apps under test process their tasks on %d goroutine(s) (`Config.ProcessingThreads`); each baseline is one loop.\n\n",
+		r.LoadBefore, r.LoadAfter, r.Repeat, max(r.Threads, 1))
 	b.WriteString("| workload | guarantee | input records | records/s | ratio (baseline) | moved/s | moved ratio | CPU s / M rec | broker CPU s / M rec | peak RSS | other cores |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, w := range r.Rows {

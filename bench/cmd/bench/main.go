@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -42,6 +43,7 @@ func run(args []string) int {
 		readme     = fs.String("readme", "", "README whose results section to replace with this run's table")
 		scale      = fs.String("scale", "", "full, quick or tiny (overrides -quick)")
 		appLog     = fs.String("applog", "", "write the debug logs of every app under test to this file")
+		threads    = fs.Int("threads", 1, "Config.ProcessingThreads of the apps under test")
 		repeat     = fs.Int("repeat", 0, "attempts per baseline, W1 and W2 measurement, keeping the fastest (default 3 at full scale, 1 otherwise)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -50,7 +52,7 @@ func run(args []string) int {
 		}
 		return 2
 	}
-	o := bench.Options{Scale: bench.Full, Out: *out, CPUProfile: *cpuprofile, Seed: *seed, Repeat: *repeat}
+	o := bench.Options{Scale: bench.Full, Out: *out, CPUProfile: *cpuprofile, Seed: *seed, Repeat: *repeat, Threads: *threads}
 	if *quick {
 		o.Scale = bench.Quick
 	}
@@ -85,6 +87,9 @@ func run(args []string) int {
 			}
 			if *workloads != "" {
 				cmd += " -workloads " + *workloads
+			}
+			if *threads != 1 {
+				cmd += " -threads " + strconv.Itoa(*threads)
 			}
 			if *cpuprofile {
 				cmd += " -cpuprofile"
