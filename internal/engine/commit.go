@@ -121,11 +121,21 @@ func (e *Engine) commitTxn(ctx context.Context) error {
 		}
 		return nil
 	})
+	// The broker aborts a transaction TransactionTimeout after it began,
+	// so an End still blocked after twice that cannot commit any more:
+	// give up and recover through a new session (resetGroupMember) rather
+	// than wait on a broker that may retry the request forever.
+	bound := 2 * e.cfg.TransactionTimeout
+	ectx, cancel := context.WithTimeout(tctx, bound)
 	done := e.lc.watch()
-	committed, err := e.session.End(tctx, try)
+	committed, err := e.session.End(ectx, try)
 	done()
+	cancel()
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w: transaction left to abort", ErrCloseTimeout)
+	}
+	if err != nil && ectx.Err() != nil {
+		err = fmt.Errorf("transaction did not end within %v (twice the transaction timeout): %w", bound, err)
 	}
 	e.txnDoomed = false
 	if err != nil {

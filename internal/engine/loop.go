@@ -24,6 +24,13 @@ const processBudget = 500
 
 // loop polls, processes and commits until ctx is cancelled or a fatal error.
 func (e *Engine) loop(ctx context.Context) error {
+	// Commits inside the loop wait out outages, but not a stop: they give
+	// up CloseTimeout after ctx ends, as the final commit does, so Run
+	// returns (ErrCloseTimeout) even when a commit was blocked.
+	commitCtx, cancelCommits := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelCommits()
+	stopWatch := context.AfterFunc(ctx, func() { time.AfterFunc(e.cfg.CloseTimeout, cancelCommits) })
+	defer stopWatch()
 	for {
 		timeout := e.pollTimeout()
 		pctx, cancel := context.WithTimeout(ctx, timeout)
@@ -33,7 +40,7 @@ func (e *Engine) loop(ctx context.Context) error {
 		cancel()
 
 		e.mu.Lock()
-		err := e.iterate(ctx, fetches)
+		err := e.iterate(ctx, commitCtx, fetches)
 		stopping := ctx.Err() != nil
 		if err == nil && stopping && !e.cfg.crashOnClose {
 			// The final commit runs while rebalances are still blocked,
@@ -63,7 +70,7 @@ func (e *Engine) wakeLoop() {
 	}
 }
 
-func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
+func (e *Engine) iterate(ctx, commitCtx context.Context, fetches kgo.Fetches) error {
 	if e.fatal != nil {
 		return e.fatal
 	}
@@ -71,7 +78,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 		return err
 	}
 	if e.txnDoomed {
-		if err := e.commit(context.Background()); err != nil {
+		if err := e.commit(commitCtx); err != nil {
 			return err
 		}
 	}
@@ -93,7 +100,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 			break
 		}
 		if e.commitNeeded() {
-			if err := e.commit(context.Background()); err != nil {
+			if err := e.commit(commitCtx); err != nil {
 				return err
 			}
 		}
@@ -106,7 +113,7 @@ func (e *Engine) iterate(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	if now.Sub(e.lastCommit) >= e.cfg.CommitInterval || e.commitNeeded() {
-		if err := e.commit(context.Background()); err != nil {
+		if err := e.commit(commitCtx); err != nil {
 			return err
 		}
 	}
