@@ -44,8 +44,11 @@
 // with their checkpoints. A revocation or loss dooms the open transaction:
 // it is aborted, every task drops its pending work and the consumer rewinds
 // to the committed positions. An error from ending it (outcome unknown,
-// producer fenced after a long outage) closes every task and the session and
-// joins again with a new one; tasks reopen and replay their changelog tails.
+// producer fenced after a long outage), or an End still blocked after twice
+// the transaction timeout (the broker has aborted the transaction by then),
+// closes every task and the session and joins again with a new one; tasks
+// reopen and replay their changelog tails. A commit blocked by an outage when
+// the app is told to stop gives up CloseTimeout later, like the final commit.
 //
 // # Bad records
 //
