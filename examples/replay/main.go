@@ -3,7 +3,7 @@
 // stores differ (runtime/replay). No broker is needed to replay.
 //
 //	go run ./examples/replay generate -o orders.jsonl -events 20000
-//	go run ./examples/replay record -brokers localhost:9092 -o orders.jsonl
+//	go run ./examples/replay record -brokers localhost:9092 -o orders.jsonl   # TLS/SASL: CHOREO_* or -tls-ca, -sasl-user, ...
 //	go run ./examples/replay diff -in orders.jsonl -a orders -b orders-truck-discount
 //
 // Versions: orders (examples/orders as it is) and orders-truck-discount
@@ -80,10 +80,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		out := fs.String("o", "orders.jsonl", "recording file to write")
 		brokers := fs.String("brokers", "localhost:9092", "seed brokers")
 		topics := fs.String("topics", orders.TopicProducts+","+orders.TopicOrderLines, "topics to record")
+		// TLS and SASL as in examples/orders: CHOREO_* variables, then flags.
+		sec, serr := runtime.SecurityFromEnv()
+		if serr != nil {
+			fmt.Fprintln(stderr, "replay:", serr)
+			return 2
+		}
+		sec.RegisterFlags(fs)
 		if fs.Parse(args[1:]) != nil {
 			return 2
 		}
-		err = record(ctx, *out, strings.Split(*brokers, ","), strings.Split(*topics, ","), stdout)
+		var opts []kgo.Opt
+		if opts, err = sec.ClientOpts(); err == nil {
+			err = record(ctx, *out, append(opts, kgo.SeedBrokers(strings.Split(*brokers, ",")...)), strings.Split(*topics, ","), stdout)
+		}
 	case "diff":
 		in := fs.String("in", "orders.jsonl", "recording to replay")
 		a := fs.String("a", "orders", "version A: "+versionNames())
@@ -142,11 +152,12 @@ func generate(path string, events int, seed uint64, parts int32, w io.Writer) er
 	return nil
 }
 
-// record captures topics from a running cluster.
-func record(ctx context.Context, path string, brokers, topics []string, w io.Writer) error {
+// record captures topics from a running cluster; opts carry the seed
+// brokers and the security settings.
+func record(ctx context.Context, path string, opts []kgo.Opt, topics []string, w io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	rec, err := replay.Capture(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topics...)
+	rec, err := replay.Capture(ctx, opts, topics...)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/choreo-go/choreo/examples/orders/orders"
+	"github.com/choreo-go/choreo/internal/testbroker"
+	"github.com/choreo-go/choreo/runtime/replay"
 )
 
 func TestGenerateAndDiffVersions(t *testing.T) {
@@ -44,5 +52,44 @@ func TestGenerateAndDiffVersions(t *testing.T) {
 
 	if code := run(ctx, []string{"diff", "-in", path, "-b", "nope"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "unknown version") {
 		t.Errorf("unknown version: exit %d, %s", code, errOut.String())
+	}
+}
+
+func TestRecordFromCluster(t *testing.T) {
+	br, err := testbroker.Start(testbroker.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer br.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(br.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for _, topic := range []string{orders.TopicProducts, orders.TopicOrderLines} {
+		if _, err := adm.CreateTopic(ctx, 2, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		r := &kgo.Record{Topic: orders.TopicOrderLines, Key: []byte{byte('a' + i)}, Value: []byte{0x80}}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "rec.jsonl")
+	var out, errOut bytes.Buffer
+	if code := run(ctx, []string{"record", "-brokers", strings.Join(br.Addrs(), ","), "-o", path}, &out, &errOut); code != 0 {
+		t.Fatalf("record: exit %d: %s", code, errOut.String())
+	}
+	rec, err := replay.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Records) != 5 || rec.Partitions[orders.TopicProducts] != 2 || !strings.Contains(out.String(), "recorded 5 records") {
+		t.Errorf("recording of %d records, partitions %v; output %q", len(rec.Records), rec.Partitions, out.String())
 	}
 }
