@@ -1,16 +1,12 @@
 package runtime_test
 
-// An in-process harness that runs a compiled topology without a broker or
-// the engine: one task per (sub-topology, partition) over state.NewMemory and
-// state.NewBatch, sends captured per topic, and records sent to a topic the
-// topology reads (repartition topics) routed back to the task that reads it.
+// A harness over the test driver (runtime/choreotest): the engine's own
+// tasks on in-memory stores, every user topic with the same number of
+// partitions, the records each topic received collected per topic.
 
 import (
 	"encoding/binary"
-	"errors"
-	"hash/fnv"
-	"log/slog"
-	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +14,7 @@ import (
 
 	"github.com/choreo-go/choreo/internal/graph"
 	"github.com/choreo-go/choreo/runtime"
-	"github.com/choreo-go/choreo/state"
+	"github.com/choreo-go/choreo/runtime/choreotest"
 )
 
 const appID = "app"
@@ -33,37 +29,16 @@ type sent struct {
 }
 
 type harness struct {
-	t          testing.TB
-	topo       *graph.Topology
-	res        *graph.Resolved
-	partitions int32
-	tasks      map[[2]int]*htask
-	sent       map[string][]sent
-	queue      []*kgo.Record
-	offsets    map[string]int64
-	wall       time.Time
-}
-
-type hpunct struct {
-	interval  int64
-	typ       graph.PunctuationType
-	fn        func(ts int64) error
-	last      int64
-	started   bool
-	cancelled bool
-}
-
-type htask struct {
-	h         *harness
-	sub       *graph.Subtopology
-	partition int32
-	db        state.DB
-	batch     *state.Batch
-	inst      *graph.Instances
-	stores    map[string]bool
-	stream    int64
-	rec       *graph.RecordContext
-	puncts    []*hpunct
+	t    testing.TB
+	d    *choreotest.Driver
+	topo *graph.Topology
+	res  *graph.Resolved
+	// sent holds, per topic, the records the topology wrote (sinks and
+	// repartition topics; changelogs left out) not taken by output yet.
+	sent   map[string][]sent
+	seen   map[string]int
+	piped  map[*kgo.Record]bool
+	closed bool
 }
 
 func build(t testing.TB, b *runtime.Builder) *runtime.Topology {
@@ -75,8 +50,8 @@ func build(t testing.TB, b *runtime.Builder) *runtime.Topology {
 	return topo
 }
 
-// newHarness runs the topology with every topic having the given number of
-// partitions.
+// newHarness runs the topology with every user topic having the given
+// number of partitions.
 func newHarness(t testing.TB, b *runtime.Builder, partitions int32) *harness {
 	t.Helper()
 	h, err := startHarness(t, b, partitions)
@@ -90,57 +65,69 @@ func newHarness(t testing.TB, b *runtime.Builder, partitions int32) *harness {
 func startHarness(t testing.TB, b *runtime.Builder, partitions int32) (*harness, error) {
 	t.Helper()
 	topo := build(t, b)
+	var opts []choreotest.Option
+	for _, n := range topo.Graph().Graph.Nodes {
+		switch {
+		case n.Kind == graph.KindSource && !n.InternalTopic:
+			for _, tp := range n.Topics {
+				opts = append(opts, choreotest.WithPartitions(tp, partitions))
+			}
+		case n.Kind == graph.KindSink && !n.InternalTopic:
+			opts = append(opts, choreotest.WithPartitions(n.Topic, partitions))
+		}
+	}
+	opts = append(opts, choreotest.WithStartTime(time.UnixMilli(1_000_000)))
+	d, err := choreotest.New(topo, runtime.Config{ApplicationID: appID}, opts...)
+	if err != nil {
+		return nil, err
+	}
 	h := &harness{
-		t:          t,
-		topo:       topo.Graph(),
-		res:        topo.Graph().Resolve(appID),
-		partitions: partitions,
-		tasks:      map[[2]int]*htask{},
-		sent:       map[string][]sent{},
-		offsets:    map[string]int64{},
-		wall:       time.UnixMilli(1_000_000),
+		t:     t,
+		d:     d,
+		topo:  topo.Graph(),
+		res:   topo.Graph().Resolve(appID),
+		sent:  map[string][]sent{},
+		seen:  map[string]int{},
+		piped: map[*kgo.Record]bool{},
 	}
-	t.Cleanup(func() {
-		for _, tk := range h.tasks {
-			_ = tk.inst.Close()
-			_ = tk.db.Close()
-		}
-	})
-	for _, st := range h.topo.Subtopologies {
-		for p := int32(0); p < partitions; p++ {
-			db := state.NewMemory()
-			tk := &htask{h: h, sub: st, partition: p, db: db, batch: state.NewBatch(db), stores: map[string]bool{}, stream: -1}
-			for _, s := range st.Stores {
-				tk.stores[s] = true
-			}
-			inst, err := st.Instantiate(tk)
-			if err != nil {
-				return nil, err
-			}
-			tk.inst = inst
-			h.tasks[[2]int{st.ID, int(p)}] = tk
-		}
-	}
+	t.Cleanup(func() { _ = h.close() })
 	return h, nil
 }
 
-func (h *harness) partitionOf(key []byte, partition int32) int32 {
-	if partition >= 0 {
-		return partition
+// close closes the driver: every processor's Close runs.
+func (h *harness) close() error {
+	if h.closed {
+		return nil
 	}
-	if h.partitions == 1 || key == nil {
-		return 0
+	h.closed = true
+	return h.d.Close()
+}
+
+// collect moves what the topology wrote since the last call into sent.
+func (h *harness) collect() {
+	for _, topic := range h.d.Topics() {
+		if strings.HasPrefix(topic, appID+"-") && strings.HasSuffix(topic, "-changelog") {
+			continue
+		}
+		recs := h.d.Records(topic)
+		for _, r := range recs[h.seen[topic]:] {
+			if h.piped[r] {
+				continue
+			}
+			h.sent[topic] = append(h.sent[topic], sent{Topic: topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp.UnixMilli()})
+		}
+		h.seen[topic] = len(recs)
 	}
-	f := fnv.New32a()
-	f.Write(key)
-	return int32(f.Sum32() % uint32(h.partitions))
 }
 
 // pipe feeds one record to topic and processes it and everything it causes
 // (repartition round trips) before returning the first error.
 func (h *harness) pipe(topic string, key, value []byte, ts int64, headers ...kgo.RecordHeader) error {
-	h.queue = append(h.queue, &kgo.Record{Topic: topic, Partition: h.partitionOf(key, -1), Key: key, Value: value, Timestamp: time.UnixMilli(ts), Headers: headers})
-	return h.drain()
+	r := &kgo.Record{Topic: topic, Partition: -1, Key: key, Value: value, Timestamp: time.UnixMilli(ts), Headers: headers}
+	h.piped[r] = true
+	err := h.d.PipeRecord(r)
+	h.collect()
+	return err
 }
 
 func (h *harness) mustPipe(topic string, key, value []byte, ts int64, headers ...kgo.RecordHeader) {
@@ -150,67 +137,11 @@ func (h *harness) mustPipe(topic string, key, value []byte, ts int64, headers ..
 	}
 }
 
-func (h *harness) drain() error {
-	for len(h.queue) > 0 {
-		r := h.queue[0]
-		h.queue = h.queue[1:]
-		in, ok := h.res.Inputs[r.Topic]
-		if !ok {
-			return errors.New("harness: no source reads " + r.Topic)
-		}
-		tk := h.tasks[[2]int{in.Subtopology.ID, int(r.Partition)}]
-		r.Offset = h.offsets[r.Topic]
-		h.offsets[r.Topic]++
-		ts := r.Timestamp.UnixMilli()
-		tk.rec = &graph.RecordContext{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: ts, Headers: r.Headers}
-		if ts > tk.stream {
-			tk.stream = ts
-		}
-		tk.batch.Savepoint()
-		err := tk.inst.Sources[r.Topic].Process(r)
-		tk.rec = nil
-		if err != nil {
-			tk.batch.Rollback()
-			h.queue = nil
-			return err
-		}
-		if err := tk.punctuate(graph.StreamTime, tk.stream); err != nil {
-			return err
-		}
-		if err := tk.batch.Commit(nil, false); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // advance moves the wall clock and fires wall-clock punctuators.
 func (h *harness) advance(d time.Duration) error {
-	h.wall = h.wall.Add(d)
-	for _, k := range h.taskKeys() {
-		tk := h.tasks[k]
-		if err := tk.punctuate(graph.WallClockTime, h.wall.UnixMilli()); err != nil {
-			return err
-		}
-		if err := tk.batch.Commit(nil, false); err != nil {
-			return err
-		}
-	}
-	return h.drain()
-}
-
-func (h *harness) taskKeys() [][2]int {
-	var ks [][2]int
-	for k := range h.tasks {
-		ks = append(ks, k)
-	}
-	sort.Slice(ks, func(i, j int) bool {
-		if ks[i][0] != ks[j][0] {
-			return ks[i][0] < ks[j][0]
-		}
-		return ks[i][1] < ks[j][1]
-	})
-	return ks
+	err := h.d.AdvanceWallClock(d)
+	h.collect()
+	return err
 }
 
 // output returns the records sent to topic (real name) and forgets them.
@@ -223,17 +154,13 @@ func (h *harness) output(topic string) []sent {
 // storeGet reads a store key from whichever task holds it.
 func (h *harness) storeGet(store string, key []byte) ([]byte, bool) {
 	h.t.Helper()
-	for _, k := range h.taskKeys() {
-		tk := h.tasks[k]
-		if !tk.stores[store] {
-			continue
-		}
-		v, ok, err := tk.batch.Get(store, key)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if ok {
-			return v, true
+	all, err := h.d.RawStore(store)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, e := range all {
+		if string(e.Key) == string(key) {
+			return e.Value, true
 		}
 	}
 	return nil, false
@@ -242,96 +169,11 @@ func (h *harness) storeGet(store string, key []byte) ([]byte, bool) {
 // storeLen counts the keys of a store over all tasks.
 func (h *harness) storeLen(store string) int {
 	h.t.Helper()
-	n := 0
-	for _, tk := range h.tasks {
-		if !tk.stores[store] {
-			continue
-		}
-		it, err := tk.batch.NewIter(store, nil, nil)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		for it.Next() {
-			n++
-		}
-		_ = it.Close()
+	all, err := h.d.RawStore(store)
+	if err != nil {
+		h.t.Fatal(err)
 	}
-	return n
-}
-
-func (tk *htask) punctuate(typ graph.PunctuationType, now int64) error {
-	for _, p := range tk.puncts {
-		if p.cancelled || p.typ != typ || now < 0 {
-			continue
-		}
-		if !p.started {
-			p.started, p.last = true, now
-			continue
-		}
-		if now >= p.last+p.interval {
-			p.last = now
-			tk.batch.Savepoint()
-			if err := p.fn(now); err != nil {
-				tk.batch.Rollback()
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// graph.Task
-
-func (tk *htask) AppID() string        { return appID }
-func (tk *htask) Subtopology() int     { return tk.sub.ID }
-func (tk *htask) Partition() int32     { return tk.partition }
-func (tk *htask) StreamTime() int64    { return tk.stream }
-func (tk *htask) Now() time.Time       { return tk.h.wall }
-func (tk *htask) Logger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-func (tk *htask) Record() *graph.RecordContext { return tk.rec }
-
-func (tk *htask) Store(name string) (graph.Store, error) {
-	if !tk.stores[name] {
-		return nil, errors.New("harness: store " + name + " is not in sub-topology")
-	}
-	return batchStore{b: tk.batch, name: name}, nil
-}
-
-func (tk *htask) Send(topic string, partition int32, key, value []byte, headers []kgo.RecordHeader, ts int64) error {
-	p := tk.h.partitionOf(key, partition)
-	tk.h.sent[topic] = append(tk.h.sent[topic], sent{Topic: topic, Partition: p, Key: key, Value: value, Headers: headers, Timestamp: ts})
-	if _, ok := tk.h.res.Inputs[topic]; ok {
-		tk.h.queue = append(tk.h.queue, &kgo.Record{Topic: topic, Partition: p, Key: key, Value: value, Headers: headers, Timestamp: time.UnixMilli(ts)})
-	}
-	return nil
-}
-
-func (tk *htask) Schedule(interval time.Duration, typ graph.PunctuationType, fn func(ts int64) error) func() {
-	p := &hpunct{interval: interval.Milliseconds(), typ: typ, fn: fn}
-	if typ == graph.WallClockTime {
-		p.started, p.last = true, tk.h.wall.UnixMilli()
-	}
-	tk.puncts = append(tk.puncts, p)
-	return func() { p.cancelled = true }
-}
-
-type batchStore struct {
-	b    *state.Batch
-	name string
-}
-
-func (s batchStore) Get(key []byte) ([]byte, bool, error) { return s.b.Get(s.name, key) }
-func (s batchStore) Put(key, value []byte) error {
-	s.b.Put(s.name, key, value)
-	return nil
-}
-func (s batchStore) Delete(key []byte) error {
-	s.b.Delete(s.name, key)
-	return nil
-}
-func (s batchStore) Range(lower, upper []byte) (state.Iterator, error) {
-	return s.b.NewIter(s.name, lower, upper)
+	return len(all)
 }
 
 // stored reads and decodes a table store value: [8-byte timestamp][value].

@@ -130,10 +130,8 @@ func TestProcessorClose(t *testing.T) {
 	}, []string{"s"}).To("out")
 	topo := build(t, b).Graph()
 	h := newHarness(t, b, 2)
-	for _, tk := range h.tasks {
-		if err := tk.inst.Close(); err != nil {
-			t.Fatal(err)
-		}
+	if err := h.close(); err != nil {
+		t.Fatal(err)
 	}
 	if closed != 2 || len(topo.Subtopologies) != 1 {
 		t.Errorf("closed %d instances, want one per task", closed)
