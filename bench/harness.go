@@ -136,6 +136,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if slices.Contains(o.Workloads, W4) && (o.Security.TLSConfig != nil || o.Security.TokenSource != nil) {
 		return nil, errors.New("bench: W4's load generator process cannot take Security.TLSConfig or TokenSource: use the CA, certificate and key files and a password")
 	}
+	secOpts, err := o.Security.ClientOpts()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr
 	}
@@ -159,10 +163,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Threads <= 0 {
 		o.Threads = 1
 	}
-	h := &harness{o: o, sz: sz, outDir: outDir, prog: newProgress(o.Progress)}
-	if h.secOpts, err = o.Security.ClientOpts(); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
+	h := &harness{o: o, sz: sz, outDir: outDir, prog: newProgress(o.Progress), secOpts: secOpts}
 	rep := &Report{Scale: o.Scale, Started: start, Machine: describeMachine(), Workloads: o.Workloads, Dir: outDir,
 		Repeat: o.Repeat, Threads: o.Threads, LoadBefore: loadAverage()}
 	if len(o.Brokers) > 0 {
