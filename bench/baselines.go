@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,17 +50,17 @@ func (h *harness) preload(ctx context.Context, title string, s load.Spec, observ
 // baselineOpts are the fixed client settings of the baselines: franz-go's
 // defaults plus a 10 ms linger, a consumer group with manual commits, and
 // records produced to the partitions chosen by the loop.
-func baselineOpts(brokers []string, group string, m *meter, topics ...string) []kgo.Opt {
-	return []kgo.Opt{
-		kgo.SeedBrokers(brokers...),
+// cluster is the seed brokers and security settings.
+func baselineOpts(cluster []kgo.Opt, group string, m *meter, topics ...string) []kgo.Opt {
+	return append(slices.Clip(cluster),
 		kgo.ConsumerGroup(group),
 		kgo.ConsumeTopics(topics...),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.ProducerLinger(10 * time.Millisecond),
+		kgo.ProducerLinger(10*time.Millisecond),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.WithHooks(m),
-	}
+	)
 }
 
 // firstErr keeps the first error reported from any goroutine.
@@ -138,8 +139,9 @@ func consumeLoop(ctx context.Context, cl *kgo.Client, m *meter, errs *firstErr, 
 func (h *harness) runPassthrough(ctx context.Context) error {
 	ctx, cancel := h.phaseCtx(ctx)
 	defer cancel()
-	in, out := "base-pass-in", "base-pass-out"
-	defer h.dropTopics("base-pass-")
+	prefix := h.ns + "base-pass-"
+	in, out := prefix+"in", prefix+"out"
+	defer h.dropTopics(prefix)
 	if err := h.createTopics(ctx, false, in); err != nil {
 		return err
 	}
@@ -154,7 +156,7 @@ func (h *harness) runPassthrough(ctx context.Context) error {
 		}
 		m := newMeter([]string{in}, []string{out}, n)
 		ms := h.begin(basePass, "baseline: consume→produce", n, m.outN.Load)
-		err := passthrough(ctx, h.brokers, in, out, fmt.Sprintf("base-pass-group-%d", i), m)
+		err := passthrough(ctx, h.clientOpts(), in, out, fmt.Sprintf("%sgroup-%d", prefix, i), m)
 		ms.end()
 		return ms.row(basePass, "baseline: raw consume→produce (stateless ceiling)", "baseline", "", n, m.window()), err
 	})
@@ -166,8 +168,8 @@ func (h *harness) runPassthrough(ctx context.Context) error {
 }
 
 // passthrough copies every record of in to the same partition of out.
-func passthrough(ctx context.Context, brokers []string, in, out, group string, m *meter) error {
-	cl, err := kgo.NewClient(baselineOpts(brokers, group, m, in)...)
+func passthrough(ctx context.Context, cluster []kgo.Opt, in, out, group string, m *meter) error {
+	cl, err := kgo.NewClient(baselineOpts(cluster, group, m, in)...)
 	if err != nil {
 		return err
 	}
@@ -193,9 +195,9 @@ func passthrough(ctx context.Context, brokers []string, in, out, group string, m
 func (h *harness) runStateful(ctx context.Context, variant string, keys int) error {
 	ctx, cancel := h.phaseCtx(ctx)
 	defer cancel()
-	id, prefix := baseState, "base-state-"
+	id, prefix := baseState, h.ns+"base-state-"
 	if variant == "big" {
-		id, prefix = baseStateBig, "base-statebig-"
+		id, prefix = baseStateBig, h.ns+"base-statebig-"
 	}
 	in, out, changelog := prefix+"in", prefix+"out", prefix+"changelog"
 	defer h.dropTopics(prefix)
@@ -222,7 +224,7 @@ func (h *harness) runStateful(ctx context.Context, variant string, keys int) err
 		defer db.Close()
 		m := newMeter([]string{in}, []string{out}, n)
 		ms := h.begin(id, fmt.Sprintf("baseline: stateful ceiling, %s keys", fmtCount(int64(keys))), n, m.outN.Load)
-		err = stateful(ctx, h.brokers, in, out, changelog, fmt.Sprintf("%sgroup-%d", prefix, i), db, m)
+		err = stateful(ctx, h.clientOpts(), in, out, changelog, fmt.Sprintf("%sgroup-%d", prefix, i), db, m)
 		ms.end()
 		return ms.row(id, name, "baseline", "", n, m.window()), err
 	})
@@ -239,8 +241,8 @@ func (h *harness) runStateful(ctx context.Context, variant string, keys int) err
 // the poll, dropped after it) so a key seen twice in a poll is read from
 // Pebble once, and writes each touched key once into one batch committed
 // with NoSync: what a careful hand-written loop does.
-func stateful(ctx context.Context, brokers []string, in, out, changelog, group string, db *pebble.DB, m *meter) error {
-	cl, err := kgo.NewClient(baselineOpts(brokers, group, m, in)...)
+func stateful(ctx context.Context, cluster []kgo.Opt, in, out, changelog, group string, db *pebble.DB, m *meter) error {
+	cl, err := kgo.NewClient(baselineOpts(cluster, group, m, in)...)
 	if err != nil {
 		return err
 	}

@@ -116,8 +116,14 @@ func startBroker(ctx context.Context, t *tools, dataDir, cpuprofile string) (*br
 	}
 }
 
-// cpu is the broker's CPU time so far.
-func (b *brokerProc) cpu() time.Duration { return pidCPU(b.pid) }
+// cpu is the broker's CPU time so far (0 without a broker process: an
+// external cluster).
+func (b *brokerProc) cpu() time.Duration {
+	if b == nil {
+		return 0
+	}
+	return pidCPU(b.pid)
+}
 
 // stop sends SIGTERM and waits for the broker to exit (SIGKILL after 30 s).
 func (b *brokerProc) stop() error {

@@ -14,6 +14,11 @@
 // child process (cmd/load), so it shares the machine but not the App's
 // heap and CPU accounting.
 //
+// With Options.Brokers the harness runs against an existing cluster
+// instead of its own broker, with Options.Security (TLS, SASL) on every
+// client, the load generator's included; the broker's CPU is then not
+// measured.
+//
 // # How a workload is measured
 //
 // Every franz-go client of the code under test carries a hook (kgo.WithHooks

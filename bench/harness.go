@@ -77,6 +77,21 @@ type Options struct {
 	// (default 1: one goroutine processes the tasks, like the baselines'
 	// single loop).
 	Threads int
+	// Brokers, if set, are the seed brokers of an existing cluster to run
+	// against instead of starting bench/cmd/broker. Every topic, group and
+	// application id the run creates there starts with
+	// "bench-<timestamp>-" and is deleted after its workload, except W4's,
+	// which uses the order example's topics (products, order-lines,
+	// order-portfolio): W4 refuses to run when they exist. The broker's
+	// CPU is not measured then.
+	Brokers []string
+	// Security (TLS, SASL) applies to every client of the run: the
+	// harness's, the baselines', the apps' under test and the load
+	// generator's. It needs Brokers: the harness's own broker is
+	// plaintext. The load generator child process gets the settings as
+	// flags and the password in its environment, so W4 cannot use a
+	// TLSConfig or TokenSource, which only code can carry.
+	Security runtime.Security
 }
 
 // Run runs the benchmark suite and writes results.md, results.json and
@@ -115,6 +130,16 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("bench: workload %s runs at full scale only", WRSS)
 		}
 	}
+	if o.Security.Enabled() && len(o.Brokers) == 0 {
+		return nil, errors.New("bench: TLS and SASL settings need Brokers: the harness's own broker is plaintext")
+	}
+	if slices.Contains(o.Workloads, W4) && (o.Security.TLSConfig != nil || o.Security.TokenSource != nil) {
+		return nil, errors.New("bench: W4's load generator process cannot take Security.TLSConfig or TokenSource: use the CA, certificate and key files and a password")
+	}
+	secOpts, err := o.Security.ClientOpts()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr
 	}
@@ -138,9 +163,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Threads <= 0 {
 		o.Threads = 1
 	}
-	h := &harness{o: o, sz: sz, outDir: outDir, prog: newProgress(o.Progress)}
+	h := &harness{o: o, sz: sz, outDir: outDir, prog: newProgress(o.Progress), secOpts: secOpts}
 	rep := &Report{Scale: o.Scale, Started: start, Machine: describeMachine(), Workloads: o.Workloads, Dir: outDir,
 		Repeat: o.Repeat, Threads: o.Threads, LoadBefore: loadAverage()}
+	if len(o.Brokers) > 0 {
+		h.ns = "bench-" + start.UTC().Format("20060102T150405Z") + "-"
+		rep.Brokers = o.Brokers
+		rep.Security = o.Security.String()
+	}
 	h.rep = rep
 	runErr := h.run(ctx)
 	rep.Took = time.Since(start)
@@ -163,13 +193,19 @@ type harness struct {
 	prog      *progress
 	rep       *Report
 
-	tmp     string
-	broker  *brokerProc
-	tools   *tools
+	tmp    string
+	broker *brokerProc // nil on an external cluster (Options.Brokers)
+	tools  *tools
+	// brokers are the seed brokers; secOpts are Options.Security's
+	// client options, added to every client of the run.
 	brokers []string
-	cl      *kgo.Client // preloads, topic admin, lag checks (not metered)
-	adm     *kadm.Client
-	logs    *tailBuffer // warnings of the apps under test
+	secOpts []kgo.Opt
+	// ns prefixes every topic, group and application id: empty on the
+	// harness's own broker, "bench-<timestamp>-" on an external cluster.
+	ns   string
+	cl   *kgo.Client // preloads, topic admin, lag checks (not metered)
+	adm  *kadm.Client
+	logs *tailBuffer // warnings of the apps under test
 
 	profiled map[string]bool
 }
@@ -183,24 +219,26 @@ func (h *harness) run(ctx context.Context) (err error) {
 	if h.tools, err = buildTools(ctx, filepath.Join(h.tmp, "bin")); err != nil {
 		return err
 	}
-	var prof string
-	if h.o.CPUProfile {
-		prof = filepath.Join(h.outDir, "cpu-broker.pprof")
-	}
-	if h.broker, err = startBroker(ctx, h.tools, filepath.Join(h.tmp, "broker"), prof); err != nil {
-		return err
-	}
-	defer func() {
-		if serr := h.broker.stop(); serr != nil && err == nil {
-			err = serr
+	if len(h.o.Brokers) > 0 {
+		h.brokers = h.o.Brokers
+		h.prog.linef("external cluster %s (%s); names prefixed %q", strings.Join(h.brokers, ","), h.o.Security, h.ns)
+	} else {
+		var prof string
+		if h.o.CPUProfile {
+			prof = filepath.Join(h.outDir, "cpu-broker.pprof")
 		}
-	}()
-	h.brokers = h.broker.addrs
-	h.prog.linef("broker pid %d on %s", h.broker.pid, strings.Join(h.brokers, ","))
-	h.cl, err = kgo.NewClient(append(orders.ProducerOpts(),
-		kgo.SeedBrokers(h.brokers...),
-		kgo.MetadataMinAge(100*time.Millisecond),
-	)...)
+		if h.broker, err = startBroker(ctx, h.tools, filepath.Join(h.tmp, "broker"), prof); err != nil {
+			return err
+		}
+		defer func() {
+			if serr := h.broker.stop(); serr != nil && err == nil {
+				err = serr
+			}
+		}()
+		h.brokers = h.broker.addrs
+		h.prog.linef("broker pid %d on %s", h.broker.pid, strings.Join(h.brokers, ","))
+	}
+	h.cl, err = h.newClient(append(orders.ProducerOpts(), kgo.MetadataMinAge(100*time.Millisecond))...)
 	if err != nil {
 		return err
 	}
@@ -267,6 +305,17 @@ func (h *harness) run(ctx context.Context) (err error) {
 		errs = append(errs, ctx.Err())
 	}
 	return errors.Join(errs...)
+}
+
+// newClient opens a client of the cluster under test: the seed brokers,
+// the security settings, then opts.
+func (h *harness) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(h.clientOpts(opts...)...)
+}
+
+// clientOpts are the seed brokers and security settings followed by opts.
+func (h *harness) clientOpts(opts ...kgo.Opt) []kgo.Opt {
+	return append(append([]kgo.Opt{kgo.SeedBrokers(h.brokers...)}, h.secOpts...), opts...)
 }
 
 // phaseCtx bounds a phase with the scale's safety timeout.
@@ -444,7 +493,10 @@ func (m *measurement) row(id, name, kind string, g Guarantee, records int64, w w
 	}
 	if records > 0 {
 		r.CPUPerM = w.CPU.Seconds() / (float64(records) / 1e6)
-		r.BrokerCPUPerM = m.brokerCPU(w.Start, w.End).Seconds() / (float64(records) / 1e6)
+		if m.h.broker != nil {
+			b := m.brokerCPU(w.Start, w.End).Seconds() / (float64(records) / 1e6)
+			r.BrokerCPUPerM = &b
+		}
 	}
 	r.OtherCores = m.otherCores(w.Start, w.End)
 	r.Topics = make(map[string]TopicCount)
@@ -509,7 +561,9 @@ func (h *harness) createTopics(ctx context.Context, compact bool, topics ...stri
 }
 
 // dropTopics deletes every topic whose name starts with one of prefixes,
-// so the broker's memory and disk do not grow from workload to workload.
+// so the broker's memory and disk do not grow from workload to workload;
+// on an external cluster it also deletes the run's groups with those
+// prefixes.
 func (h *harness) dropTopics(prefixes ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -528,6 +582,25 @@ func (h *harness) dropTopics(prefixes ...string) {
 	}
 	if len(del) > 0 {
 		_, _ = h.adm.DeleteTopics(ctx, del...)
+	}
+	if h.broker != nil {
+		return
+	}
+	groups, err := h.adm.ListGroups(ctx)
+	if err != nil {
+		return
+	}
+	var delGroups []string
+	for _, g := range groups.Groups() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(g, p) && strings.HasPrefix(g, h.ns) {
+				delGroups = append(delGroups, g)
+				break
+			}
+		}
+	}
+	if len(delGroups) > 0 {
+		_, _ = h.adm.DeleteGroups(ctx, delGroups...)
 	}
 }
 
@@ -559,6 +632,7 @@ func (h *harness) startApp(ctx context.Context, b *runtime.Builder, appID, state
 		CommitInterval: time.Second,
 		Guarantee:      runtime.AtLeastOnce,
 		Logger:         h.appLogger(),
+		Security:       h.o.Security,
 		// The apps' processing goroutines (the baselines use one loop).
 		ProcessingThreads: h.o.Threads,
 		RestoreListener:   rl,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -31,8 +32,16 @@ const peakHourEvents = orders.DefaultEvents
 func (h *harness) runW4(ctx context.Context, g Guarantee) error {
 	ctx, cancel := h.phaseCtx(ctx)
 	defer cancel()
-	prefix := "w4-" + string(g) + "-"
+	prefix := h.ns + "w4-" + string(g) + "-"
 	appID := prefix + "orders"
+	if h.broker == nil {
+		// The order topology's topics have fixed names: on an external
+		// cluster they may hold someone's data, which W4 would count and
+		// then delete.
+		if err := h.refuseExisting(ctx, orders.TopicProducts, orders.TopicOrderLines, orders.TopicPortfolio); err != nil {
+			return err
+		}
+	}
 	defer h.dropTopics(orders.TopicProducts, orders.TopicOrderLines, orders.TopicPortfolio, prefix)
 	if err := orders.CreateTopics(ctx, h.adm, partitions); err != nil {
 		return err
@@ -135,7 +144,7 @@ func (h *harness) latencyRuns(ctx context.Context, appID string, idBase int) err
 	}
 	from := map[string]map[int32]kgo.Offset{orders.TopicPortfolio: {}}
 	ends.Each(func(o kadm.ListedOffset) { from[o.Topic][o.Partition] = kgo.NewOffset().At(o.Offset) })
-	lc, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumePartitions(from))
+	lc, err := h.newClient(kgo.ConsumePartitions(from))
 	if err != nil {
 		return err
 	}
@@ -167,12 +176,14 @@ func (h *harness) latencyRuns(ctx context.Context, appID string, idBase int) err
 		cur.Store(b)
 		title := fmt.Sprintf("W4 latency at %g× peak (%.0f events/s, %s)", st.Multiple, rate, st.Duration)
 		h.prog.start(title, int64(events), b.n.Load)
-		cmd := exec.CommandContext(ctx, h.tools.load, "-orders",
+		cmd := exec.CommandContext(ctx, h.tools.load, append([]string{"-orders",
 			"-brokers", strings.Join(h.brokers, ","),
 			"-rate", strconv.FormatFloat(rate, 'f', -1, 64),
 			"-events", strconv.Itoa(events),
 			"-idbase", strconv.Itoa(idBase),
-			"-seed", strconv.FormatUint(h.o.Seed, 10))
+			"-seed", strconv.FormatUint(h.o.Seed, 10)},
+			securityArgs(h.o.Security)...)...)
+		cmd.Env = securityEnv(os.Environ(), h.o.Security)
 		dieWithParent(cmd)
 		var stderr tailBuffer
 		stderr.max = 8 << 10
@@ -215,6 +226,53 @@ func (h *harness) latencyRuns(ctx context.Context, appID string, idBase int) err
 			map[bool]string{true: "", false: fmt.Sprintf(" (backlog not drained after %s)", h.sz.DrainTimeout)}[lr.Drained])
 	}
 	return nil
+}
+
+// refuseExisting fails if one of topics exists on the cluster.
+func (h *harness) refuseExisting(ctx context.Context, topics ...string) error {
+	td, err := h.adm.ListTopics(ctx, topics...)
+	if err != nil {
+		return err
+	}
+	var have []string
+	for _, t := range topics {
+		if d, ok := td[t]; ok && d.Err == nil {
+			have = append(have, t)
+		}
+	}
+	if len(have) > 0 {
+		return fmt.Errorf("the cluster already has the topics %s, which W4 would read and then delete: delete them first or leave out %s",
+			strings.Join(have, ", "), W4)
+	}
+	return nil
+}
+
+// securityArgs are the flags of bench/cmd/load that give it s (every
+// one, so its environment cannot add settings s lacks); the password goes
+// into the environment (securityEnv), never on the command line.
+func securityArgs(s runtime.Security) []string {
+	return []string{
+		"-tls=" + strconv.FormatBool(s.TLS),
+		"-tls-ca=" + s.CAFile,
+		"-tls-cert=" + s.CertFile,
+		"-tls-key=" + s.KeyFile,
+		"-tls-server-name=" + s.ServerName,
+		"-sasl-mechanism=" + s.SASLMechanism,
+		"-sasl-user=" + s.User,
+		"-sasl-password-file=" + s.PasswordFile,
+	}
+}
+
+// securityEnv is env with CHOREO_SASL_PASSWORD set to s's password, or
+// removed when s has none.
+func securityEnv(env []string, s runtime.Security) []string {
+	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
+		return strings.HasPrefix(kv, runtime.EnvSASLPassword+"=")
+	})
+	if s.Password != "" {
+		out = append(out, runtime.EnvSASLPassword+"="+s.Password.Reveal())
+	}
+	return out
 }
 
 // pct is the q-quantile of sorted d (nearest rank).

@@ -36,8 +36,9 @@ type Row struct {
 	MovedRatio    float64 `json:"moved_ratio,omitempty"`
 	// CPUPerM is this process's CPU seconds per million input records.
 	CPUPerM float64 `json:"cpu_s_per_m"`
-	// BrokerCPUPerM is the broker process's CPU seconds per million.
-	BrokerCPUPerM float64 `json:"broker_cpu_s_per_m"`
+	// BrokerCPUPerM is the broker process's CPU seconds per million; nil
+	// on an external cluster, whose CPU the harness cannot see.
+	BrokerCPUPerM *float64 `json:"broker_cpu_s_per_m,omitempty"`
 	// PeakRSS is the highest RSS of this process during the phase.
 	PeakRSS int64 `json:"peak_rss_bytes"`
 	// PeakGoMem is the memory the Go runtime held (mapped minus released
@@ -119,6 +120,12 @@ type Report struct {
 	Repeat int `json:"repeat"`
 	// Threads is the ProcessingThreads of the apps under test.
 	Threads int `json:"threads"`
+	// Brokers are the seed brokers of the external cluster the run used
+	// (Options.Brokers); empty when the harness ran its own broker.
+	Brokers []string `json:"brokers,omitempty"`
+	// Security describes the TLS and SASL settings of an external
+	// cluster's clients (Security.String: no secrets).
+	Security string `json:"security,omitempty"`
 	// LoadBefore and LoadAfter are the machine's 1-minute load average.
 	LoadBefore float64 `json:"load_before"`
 	LoadAfter  float64 `json:"load_after"`
@@ -282,6 +289,11 @@ func (r *Report) Markdown() string {
 		"\"other cores\" is the CPU that other processes of the machine used during the measurement. "+
 		"The apps under test process their tasks on %d goroutine(s) (`Config.ProcessingThreads`); each baseline is one loop.\n\n",
 		r.LoadBefore, r.LoadAfter, r.Repeat, max(r.Threads, 1))
+	if len(r.Brokers) > 0 {
+		fmt.Fprintf(&b, "Run against an **external cluster** (%s, %s), not the harness's own broker process: "+
+			"the broker's CPU is not measured (\"–\"), and the figures include the network and the cluster's own load.\n\n",
+			strings.Join(r.Brokers, ","), r.Security)
+	}
 	b.WriteString("| workload | guarantee | input records | records/s | ratio (baseline) | moved/s | moved ratio | CPU s / M rec | broker CPU s / M rec | peak RSS | other cores |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, w := range r.Rows {
@@ -304,9 +316,13 @@ func (r *Report) Markdown() string {
 				mratio = "**" + mratio + "**"
 			}
 		}
-		fmt.Fprintf(&b, "| %s `%s` | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.0f MiB | %.1f |\n",
+		brokerCPU := "–"
+		if w.BrokerCPUPerM != nil {
+			brokerCPU = fmt.Sprintf("%.2f", *w.BrokerCPUPerM)
+		}
+		fmt.Fprintf(&b, "| %s `%s` | %s | %s | %s | %s | %s | %s | %.2f | %s | %.0f MiB | %.1f |\n",
 			w.Name, w.ID, g, fmtCount(w.Records), fmtRate(w.Throughput), ratio, fmtRate(w.MovedPerSec), mratio,
-			w.CPUPerM, w.BrokerCPUPerM, mib(w.PeakRSS), w.OtherCores)
+			w.CPUPerM, brokerCPU, mib(w.PeakRSS), w.OtherCores)
 	}
 	var notes []string
 	for _, w := range r.Rows {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,7 +74,7 @@ func (r *restoreMeter) result() (total int64, ended, suspended int) {
 func (h *harness) runW5(ctx context.Context, g Guarantee) error {
 	ctx, cancel := h.phaseCtx(ctx)
 	defer cancel()
-	prefix := "w5-" + string(g) + "-"
+	prefix := h.ns + "w5-" + string(g) + "-"
 	table, appID := prefix+"table", prefix+"app"
 	cl := changelog.TopicName(appID, "table")
 	defer h.dropTopics(prefix)
@@ -116,7 +117,7 @@ func (h *harness) runW5(ctx context.Context, g Guarantee) error {
 	m = newMeter([]string{cl}, nil, 0)
 	var consumed atomic.Int64
 	ms := h.begin("w5-raw-"+string(g), "baseline: raw consume of the changelog", clRecords, consumed.Load)
-	err = rawConsume(ctx, h.brokers, cl, endOf, m, &consumed)
+	err = rawConsume(ctx, h.clientOpts(), cl, endOf, m, &consumed)
 	ms.end()
 	if err != nil {
 		return fmt.Errorf("raw consume: %w", err)
@@ -196,7 +197,7 @@ func (h *harness) restoreRun(ctx context.Context, id, title string, b *runtime.B
 
 // rawConsume reads topic from the start to the given end offsets with a
 // plain franz-go client (defaults), counting the records.
-func rawConsume(ctx context.Context, brokers []string, topic string, ends map[int32]int64, m *meter, n *atomic.Int64) error {
+func rawConsume(ctx context.Context, cluster []kgo.Opt, topic string, ends map[int32]int64, m *meter, n *atomic.Int64) error {
 	from := map[string]map[int32]kgo.Offset{topic: {}}
 	left := 0
 	for p, e := range ends {
@@ -205,7 +206,7 @@ func rawConsume(ctx context.Context, brokers []string, topic string, ends map[in
 			left++
 		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(from), kgo.WithHooks(m))
+	cl, err := kgo.NewClient(append(slices.Clip(cluster), kgo.ConsumePartitions(from), kgo.WithHooks(m))...)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func W3Topology(b *runtime.Builder, stream, table, out string) {
 func (h *harness) runW1(ctx context.Context, g Guarantee) error {
 	ctx, cancel := h.phaseCtx(ctx)
 	defer cancel()
-	prefix := "w1-" + string(g) + "-"
+	prefix := h.ns + "w1-" + string(g) + "-"
 	in := prefix + "in"
 	defer h.dropTopics(prefix)
 	if err := h.createTopics(ctx, false, in); err != nil {
@@ -111,7 +111,7 @@ func (h *harness) runToCompletion(ctx context.Context, b *runtime.Builder, appID
 func (h *harness) runW2(ctx context.Context, g Guarantee, variant string, keys int, n int64, sequential bool) error {
 	ctx, cancel := h.phaseCtx(ctx)
 	defer cancel()
-	prefix := "w2-" + variant + "-" + string(g) + "-"
+	prefix := h.ns + "w2-" + variant + "-" + string(g) + "-"
 	in := prefix + "in"
 	defer h.dropTopics(prefix)
 	if err := h.createTopics(ctx, false, in); err != nil {
@@ -168,7 +168,7 @@ func (h *harness) runW2(ctx context.Context, g Guarantee, variant string, keys i
 func (h *harness) runW3(ctx context.Context, g Guarantee) error {
 	ctx, cancel := h.phaseCtx(ctx)
 	defer cancel()
-	prefix := "w3-" + string(g) + "-"
+	prefix := h.ns + "w3-" + string(g) + "-"
 	table, stream, out, appID := prefix+"table", prefix+"stream", prefix+"out", prefix+"app"
 	defer h.dropTopics(prefix)
 	if err := h.createTopics(ctx, true, table); err != nil {

@@ -1,5 +1,6 @@
 // Command bench runs choreo's benchmark suite (package bench): it starts a
-// standalone broker process, measures the baselines and the workloads W1–W5
+// standalone broker process (or, with -brokers, uses an existing cluster),
+// measures the baselines and the workloads W1–W5
 // in this process, prints a progress line while running, and writes
 // results.md, results.json and plot.svg into <out>/<timestamp>/.
 //
@@ -9,7 +10,14 @@
 //	go run ./bench/cmd/bench -cpuprofile        # plus a CPU profile per phase and of the broker
 //
 // Run it from inside the choreo module: it builds cmd/broker and cmd/load
-// with the go command. With -readme it also replaces the results section
+// with the go command.
+//
+// Against an existing cluster, TLS and SASL are set like the order
+// example's: the CHOREO_TLS* and CHOREO_SASL* environment variables,
+// overridden by -tls, -tls-ca, -tls-cert, -tls-key, -tls-server-name,
+// -sasl-mechanism, -sasl-user and -sasl-password-file (the password only
+// in CHOREO_SASL_PASSWORD or a file). They need -brokers: the bench's own
+// broker is plaintext. With -readme it also replaces the results section
 // of that README (between the markers <!-- results:start --> and
 // <!-- results:end -->).
 package main
@@ -27,6 +35,7 @@ import (
 	"syscall"
 
 	"github.com/choreo-go/choreo/bench"
+	"github.com/choreo-go/choreo/runtime"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -45,14 +54,34 @@ func run(args []string) int {
 		appLog     = fs.String("applog", "", "write the debug logs of every app under test to this file")
 		threads    = fs.Int("threads", 1, "Config.ProcessingThreads of the apps under test")
 		repeat     = fs.Int("repeat", 0, "attempts per baseline, W1 and W2 measurement, keeping the fastest (default 3 at full scale, 1 otherwise)")
+		brokers    = fs.String("brokers", "", "comma-separated seed brokers of an existing cluster to run against (default: start bench/cmd/broker)")
 	)
+	sec, err := runtime.SecurityFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	sec.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	o := bench.Options{Scale: bench.Full, Out: *out, CPUProfile: *cpuprofile, Seed: *seed, Repeat: *repeat, Threads: *threads}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	o := bench.Options{Scale: bench.Full, Out: *out, CPUProfile: *cpuprofile, Seed: *seed, Repeat: *repeat, Threads: *threads, Security: sec}
+	for _, b := range strings.Split(*brokers, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			o.Brokers = append(o.Brokers, b)
+		}
+	}
+	if sec.Enabled() && len(o.Brokers) == 0 {
+		fmt.Fprintln(os.Stderr, "bench: TLS and SASL settings need -brokers: the bench's own broker is plaintext")
+		return 2
+	}
 	if *quick {
 		o.Scale = bench.Quick
 	}

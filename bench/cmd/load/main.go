@@ -10,6 +10,12 @@
 //
 // Topics are created (with -partitions) when missing. When done it prints
 // one JSON line with the records and bytes produced and the time taken.
+//
+// TLS and SASL are set like the order example's: the CHOREO_TLS* and
+// CHOREO_SASL* environment variables, overridden by -tls, -tls-ca,
+// -tls-cert, -tls-key, -tls-server-name, -sasl-mechanism, -sasl-user and
+// -sasl-password-file (the password only in CHOREO_SASL_PASSWORD or a
+// file).
 package main
 
 import (
@@ -29,6 +35,7 @@ import (
 
 	"github.com/choreo-go/choreo/bench/load"
 	"github.com/choreo-go/choreo/examples/orders/orders"
+	"github.com/choreo-go/choreo/runtime"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -77,6 +84,12 @@ func run(args []string) int {
 		skew       = fs.Float64("skew", orders.DefaultSkew, "Zipf exponent of customers, 0 = uniform (-orders)")
 		idBase     = fs.Int("idbase", 0, "order number and seq offset, to add orders after an earlier load (-orders)")
 	)
+	sec, err := runtime.SecurityFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		return 2
+	}
+	sec.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -92,10 +105,15 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "load: -brokers is required")
 		return 2
 	}
+	secOpts, err := sec.ClientOpts()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	cl, err := kgo.NewClient(append(orders.ProducerOpts(), kgo.SeedBrokers(strings.Split(*brokers, ",")...))...)
+	cl, err := kgo.NewClient(append(append(orders.ProducerOpts(), kgo.SeedBrokers(strings.Split(*brokers, ",")...)), secOpts...)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		return 1
