@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/choreo-go/choreo/examples/orders/orders"
 	"github.com/choreo-go/choreo/internal/testbroker"
+	"github.com/choreo-go/choreo/internal/testcerts"
 	"github.com/choreo-go/choreo/runtime"
 )
 
@@ -32,7 +34,7 @@ const (
 // SCRAM users under enforced ACLs, plus a superuser client on it.
 type secureBroker struct {
 	br  *testbroker.Broker
-	pki *pki
+	pki *testcerts.PKI
 	// admin is a superuser (or, without SASL, plain) client.
 	admin *kgo.Client
 	adm   *kadm.Client
@@ -45,7 +47,7 @@ func startBroker(ctx context.Context, t *testing.T, withTLS, withSASL bool) *sec
 	var extra []kfake.Opt
 	if withTLS {
 		sb.pki = newPKI(t, "broker")
-		extra = append(extra, kfake.TLS(sb.pki.serverTLS()))
+		extra = append(extra, kfake.TLS(sb.pki.ServerTLS()))
 	}
 	if withSASL {
 		extra = append(extra, kfake.EnableSASL(), kfake.Superuser(runtime.SASLScramSHA512, adminUser, adminPass), kfake.EnableACLs())
@@ -77,7 +79,7 @@ func startBroker(ctx context.Context, t *testing.T, withTLS, withSASL bool) *sec
 func (sb *secureBroker) security(user string, pass runtime.Secret) runtime.Security {
 	var s runtime.Security
 	if sb.pki != nil {
-		s.CAFile, s.CertFile, s.KeyFile = sb.pki.caFile, sb.pki.certFile, sb.pki.keyFile
+		s.CAFile, s.CertFile, s.KeyFile = sb.pki.CAFile, sb.pki.CertFile, sb.pki.KeyFile
 	}
 	if sb.sasl {
 		s.SASLMechanism, s.User, s.Password = runtime.SASLScramSHA512, user, pass
@@ -265,7 +267,7 @@ func TestOrdersEndToEndSecure(t *testing.T) {
 			if diff := orders.DiffLines(orders.EvaluateLines(in), lines); len(diff) > 0 {
 				t.Errorf("lines table differs from the model for %d lines: %v", len(diff), diff[:min(5, len(diff))])
 			}
-			noSecret(t, "logs", logs.String(), appPass, string(sb.pki.clientKeyPEM))
+			noSecret(t, "logs", logs.String(), appPass, clientKeyPEM(t, sb.pki))
 		})
 	}
 }
@@ -318,7 +320,7 @@ func TestSecurityFailures(t *testing.T) {
 			name: "untrusted broker certificate",
 			sec: func() runtime.Security {
 				s := sb.security("app", appPass)
-				s.CAFile = other.caFile // trusts another CA only
+				s.CAFile = other.CAFile // trusts another CA only
 				return s
 			},
 			want: runtime.ErrAuthentication, inText: "TLS",
@@ -354,7 +356,7 @@ func TestSecurityFailures(t *testing.T) {
 				t.Errorf("state %v (alive %v), want Error", app.State(), app.Alive())
 			}
 			t.Logf("stopped after %v: %v", took.Round(time.Millisecond), err)
-			for _, s := range []string{appPass, appPass + "-wrong", string(sb.pki.clientKeyPEM)} {
+			for _, s := range []string{appPass, appPass + "-wrong", clientKeyPEM(t, sb.pki)} {
 				noSecret(t, "error", err.Error(), s)
 				noSecret(t, "error (%+v)", fmt.Sprintf("%+v", err), s)
 				noSecret(t, "logs", logs.String(), s)
@@ -419,4 +421,25 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "..." + s[len(s)-n:]
+}
+
+// newPKI generates a CA, a broker certificate for 127.0.0.1 and a client
+// certificate in a temporary directory.
+func newPKI(t *testing.T, name string) *testcerts.PKI {
+	t.Helper()
+	p, err := testcerts.New(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// clientKeyPEM is the client's private key, a secret the logs must not show.
+func clientKeyPEM(t *testing.T, p *testcerts.PKI) string {
+	t.Helper()
+	b, err := os.ReadFile(p.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
