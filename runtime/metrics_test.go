@@ -136,13 +136,14 @@ func testMetricsCountsLagAndRestore(t *testing.T, guarantee runtime.Guarantee) {
 	eventually(t, 60*time.Second, "counters equal the records sent, lag 0", func() (bool, string) {
 		m := scrape(t, srv)
 		consumed := sum(series(m, "choreo_records_consumed_total", append(app1, "topic", "in")...))
-		processed := sum(series(m, "choreo_records_processed_total", app1...))
+		processed := sum(series(m, "choreo_records_processed_total", append(app1, "topic", "in")...))
+		sent := sum(series(m, "choreo_records_sent_total", append(app1, "topic", "out")...))
 		out := sum(series(m, "choreo_records_produced_total", append(app1, "topic", "out")...))
 		cl := sum(series(m, "choreo_records_produced_total", append(app1, "topic", changelog)...))
 		lags := series(m, "choreo_consumer_lag_records", append(app1, "topic", "in")...)
 		running := sum(series(m, "choreo_app_state", append(app1, "state", "RUNNING")...))
-		state := fmt.Sprintf("consumed %v processed %v produced out %v changelog %v lag %v running %v", consumed, processed, out, cl, lags, running)
-		return consumed == n && processed == n && out == n && cl == n && len(lags) == 2 && sum(lags) == 0 && running == 1, state
+		state := fmt.Sprintf("consumed %v processed %v sent out %v produced out %v changelog %v lag %v running %v", consumed, processed, sent, out, cl, lags, running)
+		return consumed == n && processed == n && sent == n && out == n && cl == n && len(lags) == 2 && sum(lags) == 0 && running == 1, state
 	})
 	m := scrape(t, srv)
 	if got := sum(series(m, "choreo_commit_latency_seconds", append(app1, "result", "committed")...)); got < 1 {
@@ -353,9 +354,10 @@ func TestMetricsBadRecords(t *testing.T) {
 		processed := sum(series(m, "choreo_records_processed_total", app1...))
 		out := sum(series(m, "choreo_records_produced_total", append(app1, "topic", "out")...))
 		dlqOut := sum(series(m, "choreo_records_produced_total", append(app1, "topic", "count-app-dlq")...))
-		state := fmt.Sprintf("dead-lettered %v (all kinds %v) skipped %v (all kinds %v) processed %v out %v dlq topic %v",
-			dlq, dlqAll, skipped, skippedAll, processed, out, dlqOut)
-		return dlq == 2 && dlqAll == 2 && skipped == 1 && skippedAll == 1 && processed == 5 && out == 2 && dlqOut == 2, state
+		dlqSent := sum(series(m, "choreo_records_sent_total", append(app1, "topic", "count-app-dlq")...))
+		state := fmt.Sprintf("dead-lettered %v (all kinds %v) skipped %v (all kinds %v) processed %v out %v dlq topic %v (sent %v)",
+			dlq, dlqAll, skipped, skippedAll, processed, out, dlqOut, dlqSent)
+		return dlq == 2 && dlqAll == 2 && skipped == 1 && skippedAll == 1 && processed == 5 && out == 2 && dlqOut == 2 && dlqSent == 2, state
 	})
 	if got := app.DeadLetteredRecords(); got != 2 {
 		t.Errorf("DeadLetteredRecords = %d, want 2 like the metric", got)

@@ -109,9 +109,11 @@
 // # Metrics
 //
 // metrics.go holds the Prometheus collector (Engine.Collector). The hot
-// path does no label lookups: per-task counters are atomics looked up once
-// per fetched partition or per run of up to 500 records of a task; produced
-// records are counted in the producer promises by topic; the gauges the
+// path does no label lookups: a task tallies processed records per input
+// partition and sent records per topic in plain fields on its own
+// goroutine, and the per-task atomics take the tallies once per fetched
+// partition or per run of up to 500 records; acknowledged records are
+// counted in the producer promises by topic; the gauges the
 // loop owns (consumer lag, task phases, the task DBs whose size is read at
 // scrape time) are copied into a snapshot at the end of each loop
 // iteration; restore progress comes from a changelog.Listener chained in

@@ -65,7 +65,9 @@ func (e *Engine) handleRecordError(t *task, kind ErrorKind, r *kgo.Record, err e
 	case DeadLetter:
 		e.deadLettered.Add(1)
 		t.log.Warn("dead-lettering record", "kind", kind.String(), "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
-		e.produce(e.deadLetter(kind, r, r, err), e.sendPromise)
+		dl := e.deadLetter(kind, r, r, err)
+		t.countSent(dl.Topic)
+		e.produce(dl, e.sendPromise)
 		return nil
 	}
 	return fmt.Errorf("task %s: %s error at %s/%d offset %d: %w", t.name, kind, r.Topic, r.Partition, r.Offset, err)

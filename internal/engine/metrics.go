@@ -53,11 +53,15 @@ type metrics struct {
 
 type taskMetrics struct {
 	name         string
-	processed    atomic.Int64
 	processNanos atomic.Int64
-	// consumed is per input topic of the task; the map is fixed at creation.
-	consumed map[string]*atomic.Int64
-	topics   []string
+	// consumed and processed are per input topic of the task; the maps
+	// are fixed at creation.
+	consumed  map[string]*atomic.Int64
+	processed map[string]*atomic.Int64
+	topics    []string
+	// sent counts records the task handed to the producer, per topic;
+	// guarded by metrics.mu (a new topic is added at most once).
+	sent map[string]*atomic.Int64
 }
 
 type lagSample struct {
@@ -104,7 +108,7 @@ var stateNames = []State{Created, Rebalancing, Running, PendingShutdown, NotRunn
 
 // Metric descriptions; application_id is a constant label added per engine.
 type metricDescs struct {
-	state, consumed, processed, processTime, produced, lag,
+	state, consumed, processed, sent, processTime, produced, lag,
 	restoreRemaining, restored, stateSize, tasks, rebalances, taskChanges,
 	skipped, deadLettered *prometheus.Desc
 }
@@ -117,7 +121,8 @@ func newDescs(appID string) metricDescs {
 	return metricDescs{
 		state:            d("app_state", "Lifecycle state of the app: 1 for the current state, 0 for the others.", "state"),
 		consumed:         d("records_consumed_total", "Records fetched from an input partition and queued to the task (transaction markers excluded).", "task", "topic"),
-		processed:        d("records_processed_total", "Records run through the task's topology, including records that failed and were skipped or dead-lettered.", "task"),
+		processed:        d("records_processed_total", "Records of an input topic run through the task's topology, including records that failed and were skipped or dead-lettered.", "task", "topic"),
+		sent:             d("records_sent_total", "Records the task handed to the producer, by topic: sink, repartition and dead-letter records (changelog records are written at commit and counted in records_produced_total).", "task", "topic"),
 		processTime:      d("process_seconds_total", "Time the task spent processing records (the topology's work, without fetch, commit or restore).", "task"),
 		produced:         d("records_produced_total", "Records the brokers acknowledged, per topic: sinks, repartition, changelog and dead-letter topics.", "topic"),
 		lag:              d("consumer_lag_records", "End offset (last stable offset, or high watermark) of an input partition minus the task's next offset to process, as of the last fetch.", "task", "topic", "partition"),
@@ -175,9 +180,11 @@ func (m *metrics) task(t *task) *taskMetrics {
 func (m *metrics) taskLocked(t *task) *taskMetrics {
 	tm := m.tasks[t.id]
 	if tm == nil {
-		tm = &taskMetrics{name: t.name, consumed: make(map[string]*atomic.Int64, len(t.sub.topics)), topics: t.sub.topics}
+		tm = &taskMetrics{name: t.name, consumed: make(map[string]*atomic.Int64, len(t.sub.topics)),
+			processed: make(map[string]*atomic.Int64, len(t.sub.topics)), topics: t.sub.topics, sent: make(map[string]*atomic.Int64)}
 		for _, topic := range t.sub.topics {
 			tm.consumed[topic] = new(atomic.Int64)
+			tm.processed[topic] = new(atomic.Int64)
 		}
 		m.tasks[t.id] = tm
 	}
@@ -197,15 +204,41 @@ func (m *metrics) consumedRecords(t *task, topic string, recs []*kgo.Record) {
 	}
 }
 
-// processedRecords counts one run of t.process: n records in d.
+// processedRecords counts one run of t.process: n records in d, taken
+// from the per-queue and per-topic tallies the task keeps on its own
+// goroutine (so the hot path touches no shared counter).
 func (m *metrics) processedRecords(t *task, n int, d time.Duration) {
-	if n <= 0 {
+	if n <= 0 && len(t.sentTally) == 0 {
 		return
 	}
-	tm := m.task(t)
-	tm.processed.Add(int64(n))
-	tm.processNanos.Add(int64(d))
-	m.processLatency.Observe(d.Seconds() / float64(n))
+	m.mu.Lock()
+	tm := m.taskLocked(t)
+	for i := range t.sentTally {
+		st := &t.sentTally[i]
+		if st.n == 0 {
+			continue
+		}
+		c := tm.sent[st.topic]
+		if c == nil {
+			c = new(atomic.Int64)
+			tm.sent[st.topic] = c
+		}
+		c.Add(st.n)
+		st.n = 0
+	}
+	m.mu.Unlock()
+	for _, q := range t.queues {
+		if q.tally > 0 {
+			if c := tm.processed[q.topic]; c != nil {
+				c.Add(q.tally)
+			}
+			q.tally = 0
+		}
+	}
+	if n > 0 {
+		tm.processNanos.Add(int64(d))
+		m.processLatency.Observe(d.Seconds() / float64(n))
+	}
 }
 
 // producedRecord counts a record the brokers acknowledged.
@@ -339,7 +372,7 @@ type collector struct {
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	d := c.d
-	for _, desc := range []*prometheus.Desc{d.state, d.consumed, d.processed, d.processTime, d.produced, d.lag,
+	for _, desc := range []*prometheus.Desc{d.state, d.consumed, d.processed, d.sent, d.processTime, d.produced, d.lag,
 		d.restoreRemaining, d.restored, d.stateSize, d.tasks, d.rebalances, d.taskChanges, d.skipped, d.deadLettered} {
 		ch <- desc
 	}
@@ -383,8 +416,15 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	// metrics take their own locks.
 	m.mu.Lock()
 	tasks := make([]*taskMetrics, 0, len(m.tasks))
+	sent := make(map[*taskMetrics]map[string]int64, len(m.tasks))
 	for _, tm := range m.tasks {
 		tasks = append(tasks, tm)
+		if len(tm.sent) > 0 {
+			sent[tm] = make(map[string]int64, len(tm.sent))
+			for topic, c := range tm.sent {
+				sent[tm][topic] = c.Load()
+			}
+		}
 	}
 	// The loop stops publishing when Run returns: drop its gauges then.
 	running := cur != NotRunning && cur != Error && cur != Created
@@ -409,10 +449,13 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Unlock()
 
 	for _, tm := range tasks {
-		counter(d.processed, tm.processed.Load(), tm.name)
 		ch <- prometheus.MustNewConstMetric(d.processTime, prometheus.CounterValue, time.Duration(tm.processNanos.Load()).Seconds(), tm.name)
 		for _, topic := range tm.topics {
 			counter(d.consumed, tm.consumed[topic].Load(), tm.name, topic)
+			counter(d.processed, tm.processed[topic].Load(), tm.name, topic)
+		}
+		for topic, c := range sent[tm] {
+			counter(d.sent, c, tm.name, topic)
 		}
 	}
 	for _, l := range lags {

@@ -36,6 +36,8 @@ type partQueue struct {
 	next int64
 	// processed is true once a record was processed since the last commit.
 	dirty bool
+	// tally counts records processed since the metrics last took them.
+	tally int64
 	// lso is the last stable offset (read committed end) from the latest
 	// fetch or lag probe, -1 unknown.
 	lso         int64
@@ -114,8 +116,27 @@ type task struct {
 	rr          int32 // round robin for nil-key sends
 	needProbe   bool  // an empty partition's lag is unknown
 	pending     int   // records processed since the last commit
-	lastSync    time.Time
-	log         *slog.Logger
+	// sentTally counts records handed to the producer per topic since the
+	// metrics last took them (a few topics: a slice beats a map here).
+	sentTally []topicTally
+	lastSync  time.Time
+	log       *slog.Logger
+}
+
+type topicTally struct {
+	topic string
+	n     int64
+}
+
+// countSent tallies a record handed to the producer.
+func (t *task) countSent(topic string) {
+	for i := range t.sentTally {
+		if t.sentTally[i].topic == topic {
+			t.sentTally[i].n++
+			return
+		}
+	}
+	t.sentTally = append(t.sentTally, topicTally{topic: topic, n: 1})
 }
 
 type storeHandle struct {
@@ -320,6 +341,7 @@ func (t *task) processRecord(q *partQueue, r *kgo.Record) error {
 	q.next = r.Offset + 1
 	q.leaderEpoch = r.LeaderEpoch
 	q.dirty = true
+	q.tally++
 	t.pending++
 	if err != nil {
 		kind := ProcessingError
@@ -349,6 +371,7 @@ func (t *task) guarded(fn func() error) (err error) {
 			return
 		}
 		for _, rec := range t.sends {
+			t.countSent(rec.Topic)
 			t.e.produce(rec, t.e.sendPromise)
 		}
 		clear(t.sends)
