@@ -16,7 +16,7 @@ import (
 
 // Import paths of the helper programs the harness builds and runs.
 const (
-	brokerPkg = "github.com/choreo-go/choreo/bench/cmd/broker"
+	brokerPkg = "github.com/choreo-go/choreo/internal/testbroker/cmd/broker"
 	loadPkg   = "github.com/choreo-go/choreo/bench/cmd/load"
 )
 
@@ -26,7 +26,7 @@ type tools struct {
 	load   string
 }
 
-// buildTools builds cmd/broker and cmd/load into dir with the go command
+// buildTools builds internal/testbroker/cmd/broker and bench/cmd/load into dir with the go command
 // (the harness runs inside the module; the build cache makes this a link),
 // with -race when this binary has it, so a race-built test reuses the
 // packages its own build compiled.
@@ -48,7 +48,7 @@ func buildTools(ctx context.Context, dir string) (*tools, error) {
 	return &tools{broker: filepath.Join(dir, "broker"), load: filepath.Join(dir, "load")}, nil
 }
 
-// brokerProc is a running cmd/broker child process.
+// brokerProc is a running broker child process (internal/testbroker/cmd/broker).
 type brokerProc struct {
 	cmd   *exec.Cmd
 	addrs []string
@@ -58,7 +58,7 @@ type brokerProc struct {
 	log   *tailBuffer
 }
 
-// startBroker starts cmd/broker with a data directory and waits until it
+// startBroker starts the broker program with a data directory and waits until it
 // prints its addresses.
 func startBroker(ctx context.Context, t *tools, dataDir, cpuprofile string) (*brokerProc, error) {
 	var args []string

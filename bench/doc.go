@@ -3,7 +3,7 @@
 //
 // # What runs where
 //
-// The broker (cmd/broker: franz-go's kfake on loopback with a data
+// The broker (internal/testbroker/cmd/broker: franz-go's kfake on loopback with a data
 // directory) is a child process, built once with the go command, so the
 // code under test is a client of a broker as in production and the
 // broker's CPU and memory stay out of the figures. Every workload runs its

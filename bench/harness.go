@@ -78,7 +78,7 @@ type Options struct {
 	// single loop).
 	Threads int
 	// Brokers, if set, are the seed brokers of an existing cluster to run
-	// against instead of starting bench/cmd/broker. Every topic, group and
+	// against instead of starting internal/testbroker/cmd/broker. Every topic, group and
 	// application id the run creates there starts with
 	// "bench-<timestamp>-" and is deleted after its workload, except W4's,
 	// which uses the order example's topics (products, order-lines,

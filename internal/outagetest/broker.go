@@ -1,5 +1,5 @@
 // Package outagetest runs choreo apps through broker outages: the
-// standalone broker program (cmd/broker) killed with SIGKILL and restarted,
+// standalone broker program (internal/testbroker/cmd/broker) killed with SIGKILL and restarted,
 // in-process broker restarts, network cuts (internal/faultproxy) and
 // retriable error codes injected by kfake. The tests are in outage_test.go;
 // this file has the helper that builds and runs the broker program.
@@ -23,7 +23,7 @@ import (
 	"github.com/choreo-go/choreo/internal/gobin"
 )
 
-const brokerPkg = "github.com/choreo-go/choreo/internal/outagetest/cmd/broker"
+const brokerPkg = "github.com/choreo-go/choreo/internal/testbroker/cmd/broker"
 
 // BrokerBinary builds the broker program once per process and returns its
 // path. RemoveBrokerBinary deletes it.
@@ -124,7 +124,7 @@ func (p *BrokerProcess) Pid() int {
 func (p *BrokerProcess) Stderr() string { return p.stderr.String() }
 
 // Start starts the process (again) on the same ports and data directory and
-// waits until it prints "ready". It fails if a process is already running.
+// waits until it prints "LISTEN". It fails if a process is already running.
 func (p *BrokerProcess) Start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -163,7 +163,7 @@ func (p *BrokerProcess) Start() error {
 		defer close(readerDone)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if line, ok := strings.CutPrefix(sc.Text(), "ready "); ok {
+			if line, ok := strings.CutPrefix(sc.Text(), "LISTEN "); ok {
 				select {
 				case ready <- line:
 				default:
@@ -187,10 +187,10 @@ func (p *BrokerProcess) Start() error {
 		return nil
 	case <-exited:
 		p.cmd = nil
-		return fmt.Errorf("outagetest: broker exited before ready (%v); stderr:\n%s", cmd.ProcessState, p.stderr.String())
+		return fmt.Errorf("outagetest: broker exited before listening (%v); stderr:\n%s", cmd.ProcessState, p.stderr.String())
 	case <-timer.C:
 		p.killLocked()
-		return fmt.Errorf("outagetest: broker not ready after 30 s; stderr:\n%s", p.stderr.String())
+		return fmt.Errorf("outagetest: broker not listening after 30 s; stderr:\n%s", p.stderr.String())
 	}
 }
 

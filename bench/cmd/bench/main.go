@@ -9,7 +9,7 @@
 //	go run ./bench/cmd/bench -workloads w2,w4   # some workloads (and their baselines)
 //	go run ./bench/cmd/bench -cpuprofile        # plus a CPU profile per phase and of the broker
 //
-// Run it from inside the choreo module: it builds cmd/broker and cmd/load
+// Run it from inside the choreo module: it builds internal/testbroker/cmd/broker and bench/cmd/load
 // with the go command.
 //
 // Against an existing cluster, TLS and SASL are set like the order
@@ -54,7 +54,7 @@ func run(args []string) int {
 		appLog     = fs.String("applog", "", "write the debug logs of every app under test to this file")
 		threads    = fs.Int("threads", 1, "Config.ProcessingThreads of the apps under test")
 		repeat     = fs.Int("repeat", 0, "attempts per baseline, W1 and W2 measurement, keeping the fastest (default 3 at full scale, 1 otherwise)")
-		brokers    = fs.String("brokers", "", "comma-separated seed brokers of an existing cluster to run against (default: start bench/cmd/broker)")
+		brokers    = fs.String("brokers", "", "comma-separated seed brokers of an existing cluster to run against (default: start internal/testbroker/cmd/broker)")
 	)
 	sec, err := runtime.SecurityFromEnv()
 	if err != nil {

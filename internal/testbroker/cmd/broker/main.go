@@ -1,20 +1,26 @@
 // Command broker runs franz-go's Kafka-protocol broker (kfake) as a process
-// of its own, so that a benchmark measures choreo as a client of a broker,
-// as in production, and the broker's CPU and memory stay out of the
-// measuring process.
+// of its own, through internal/testbroker: for benchmarks, which measure
+// choreo as a client of a broker as in production (the broker's CPU and
+// memory stay out of the measuring process), and for outage tests, which
+// kill it for real (kill -9) and start it again on the same ports and data
+// directory.
 //
-//	go run ./bench/cmd/broker -ports 9092 -data-dir /tmp/kfake
+//	broker [-ports 9092[,9093...]] [-brokers N] [-data-dir DIR] [-min-session-timeout 1s]
+//	       [-config k=v]... [-cpuprofile FILE] [-watch-stdin]
 //
 // It prints one line "LISTEN host:port[,host:port...]" on stdout once every
-// broker accepts connections, then runs until SIGTERM or SIGINT, when it
-// closes the cluster (flushing the data directory) and exits 0. Topics are
-// not created automatically: clients create what they need.
+// broker accepts connections, then runs until SIGTERM or SIGINT (or, with
+// -watch-stdin, until its stdin closes, so it does not outlive a test
+// binary that died without stopping it), when it closes the cluster
+// (flushing the data directory) and exits 0. Topics are not created
+// automatically: clients create what they need.
 package main
 
 import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -23,7 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/choreo-go/choreo/internal/testbroker"
 )
 
 // kvFlag collects repeated key=value flags.
@@ -47,9 +53,10 @@ func run(args []string) int {
 	var (
 		ports      = fs.String("ports", "", "comma-separated loopback ports, one per broker (default: free ports)")
 		dataDir    = fs.String("data-dir", "", "persist topics, offsets and groups here (default: memory only)")
-		brokers    = fs.Int("brokers", 1, "number of brokers in the cluster")
+		brokers    = fs.Int("brokers", 0, "number of brokers in the cluster (default: one per port, or 1)")
 		minSession = fs.Duration("min-session-timeout", time.Second, "lowest group session timeout the broker accepts")
 		cpuprofile = fs.String("cpuprofile", "", "write a CPU profile of the broker's whole life to this file")
+		watchStdin = fs.Bool("watch-stdin", false, "exit when stdin is closed")
 		configs    = kvFlag{}
 	)
 	fs.Var(configs, "config", "broker config key=value (repeatable), e.g. log.cleaner.backoff.ms=1000")
@@ -63,31 +70,26 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "broker: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	opts := []kfake.Opt{
-		kfake.NumBrokers(*brokers),
-		kfake.GroupMinSessionTimeout(*minSession),
-	}
+	var ps []int
 	if *ports != "" {
-		var ps []int
 		for _, s := range strings.Split(*ports, ",") {
 			p, err := strconv.Atoi(strings.TrimSpace(s))
-			if err != nil || p < 0 || p > 65535 {
+			if err != nil || p <= 0 || p > 65535 {
 				fmt.Fprintf(os.Stderr, "broker: bad port %q\n", s)
 				return 2
 			}
 			ps = append(ps, p)
 		}
-		if len(ps) != *brokers {
-			fmt.Fprintf(os.Stderr, "broker: %d ports for %d brokers\n", len(ps), *brokers)
-			return 2
-		}
-		opts = append(opts, kfake.Ports(ps...))
 	}
-	if *dataDir != "" {
-		opts = append(opts, kfake.DataDir(*dataDir))
-	}
-	if len(configs) > 0 {
-		opts = append(opts, kfake.BrokerConfigs(configs))
+	n := *brokers
+	switch {
+	case n == 0 && len(ps) > 0:
+		n = len(ps)
+	case n == 0:
+		n = 1
+	case len(ps) > 0 && len(ps) != n:
+		fmt.Fprintf(os.Stderr, "broker: %d ports for %d brokers\n", len(ps), n)
+		return 2
 	}
 
 	// Listen for signals before announcing the addresses: a parent that
@@ -113,14 +115,32 @@ func run(args []string) int {
 		}()
 	}
 
-	c, err := kfake.NewCluster(opts...)
+	b, err := testbroker.Start(testbroker.Options{
+		Brokers:           n,
+		Ports:             ps,
+		DataDir:           *dataDir,
+		MinSessionTimeout: *minSession,
+		BrokerConfigs:     configs,
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "broker: %v\n", err)
 		return 1
 	}
-	fmt.Printf("LISTEN %s\n", strings.Join(c.ListenAddrs(), ","))
-	s := <-sig
-	fmt.Fprintf(os.Stderr, "broker: %v: shutting down\n", s)
-	c.Close()
+	defer b.Close()
+	fmt.Printf("LISTEN %s\n", strings.Join(b.Addrs(), ","))
+
+	stdinClosed := make(chan struct{})
+	if *watchStdin {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			close(stdinClosed)
+		}()
+	}
+	select {
+	case s := <-sig:
+		fmt.Fprintf(os.Stderr, "broker: %v: shutting down\n", s)
+	case <-stdinClosed:
+		fmt.Fprintln(os.Stderr, "broker: stdin closed, shutting down")
+	}
 	return 0
 }
