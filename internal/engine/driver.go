@@ -279,14 +279,15 @@ func (d *Driver) Topics() []string {
 
 // storeTasks returns the tasks holding store.
 func (d *Driver) storeTasks(store string) ([]*task, error) {
+	s, err := d.e.storeSub(store)
+	if err != nil {
+		return nil, err
+	}
 	var out []*task
 	for _, t := range d.tasks {
-		if _, ok := t.stores[store]; ok {
+		if t.sub == s {
 			out = append(out, t)
 		}
-	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("store %q: %w", store, ErrUnknownStore)
 	}
 	return out, nil
 }
@@ -337,6 +338,17 @@ func (d *Driver) StoreAll(store string) ([]KV, error) {
 	}
 	slices.SortStableFunc(out, func(a, b KV) int { return bytes.Compare(a.Key, b.Key) })
 	return out, nil
+}
+
+// InternalTopics lists the topology's repartition and changelog topics,
+// sorted.
+func (d *Driver) InternalTopics() []string {
+	out := slices.Clone(d.e.repartTops)
+	for _, topic := range d.e.changelogs {
+		out = append(out, topic)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Stores lists the topology's stores, sorted.

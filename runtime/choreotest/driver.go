@@ -103,6 +103,10 @@ func (d *Driver) Records(topic string) []*kgo.Record { return d.d.Records(topic)
 // topics), sorted.
 func (d *Driver) Topics() []string { return d.d.Topics() }
 
+// InternalTopics lists the topology's repartition and changelog topics
+// (their names carry the ApplicationID), sorted.
+func (d *Driver) InternalTopics() []string { return d.d.InternalTopics() }
+
 // Stores lists the topology's store names, sorted.
 func (d *Driver) Stores() []string { return d.d.Stores() }
 

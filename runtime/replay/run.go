@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/choreo-go/choreo/internal/runtimelink"
 	"github.com/choreo-go/choreo/runtime"
@@ -78,10 +77,9 @@ func Run(topo *runtime.Topology, cfg runtime.Config, rec *Recording, opts ...cho
 			res.Errors = append(res.Errors, RecordError{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Err: err.Error()})
 		}
 	}
-	prefix := cfg.ApplicationID + "-"
+	internal := d.InternalTopics()
 	for _, topic := range d.Topics() {
-		internal := strings.HasPrefix(topic, prefix) && (strings.HasSuffix(topic, "-repartition") || strings.HasSuffix(topic, "-changelog"))
-		if inputs[topic] || internal {
+		if inputs[topic] || slices.Contains(internal, topic) {
 			continue
 		}
 		for _, r := range d.Records(topic) {
