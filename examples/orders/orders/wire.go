@@ -254,7 +254,12 @@ func (p *Product) UnmarshalMsgpack(data []byte) error {
 // MarshalMsgpack implements msgpack.Marshaler.
 func (e LineEvent) MarshalMsgpack() ([]byte, error) {
 	b := make([]byte, 0, 128+len(e.OrderID)+len(e.CustomerID)+len(e.ProductID)+len(e.Status))
-	b = appendMapLen(b, 8)
+	return e.appendFields(appendMapLen(b, 8)), nil
+}
+
+// appendFields writes the event's eight fields, in declaration order; a
+// PricedLine starts with the same eight.
+func (e LineEvent) appendFields(b []byte) []byte {
 	b = appendStr(appendStr(b, "order_id"), e.OrderID)
 	b = appendInt32(appendStr(b, "line_no"), e.LineNo)
 	b = appendStr(appendStr(b, "customer_id"), e.CustomerID)
@@ -262,8 +267,33 @@ func (e LineEvent) MarshalMsgpack() ([]byte, error) {
 	b = appendInt64(appendStr(b, "quantity"), e.Quantity)
 	b = appendStr(appendStr(b, "status"), e.Status)
 	b = appendInt64(appendStr(b, "seq"), e.Seq)
-	b = appendInt64(appendStr(b, "event_time"), e.EventTime)
-	return b, nil
+	return appendInt64(appendStr(b, "event_time"), e.EventTime)
+}
+
+// decodeField reads the value of the event field named key; it reports
+// false for a key that is not one.
+func (e *LineEvent) decodeField(r *wireReader, key []byte) bool {
+	switch string(key) {
+	case "order_id":
+		e.OrderID = r.str()
+	case "line_no":
+		e.LineNo = int32(r.int64())
+	case "customer_id":
+		e.CustomerID = r.str()
+	case "product_id":
+		e.ProductID = r.str()
+	case "quantity":
+		e.Quantity = r.int64()
+	case "status":
+		e.Status = r.status()
+	case "seq":
+		e.Seq = r.int64()
+	case "event_time":
+		e.EventTime = r.int64()
+	default:
+		return false
+	}
+	return true
 }
 
 // UnmarshalMsgpack implements msgpack.Unmarshaler.
@@ -271,24 +301,7 @@ func (e *LineEvent) UnmarshalMsgpack(data []byte) error {
 	var v LineEvent
 	r := newWireReader(data)
 	for n := r.mapLen(); n > 0 && r.ok; n-- {
-		switch string(r.key()) {
-		case "order_id":
-			v.OrderID = r.str()
-		case "line_no":
-			v.LineNo = int32(r.int64())
-		case "customer_id":
-			v.CustomerID = r.str()
-		case "product_id":
-			v.ProductID = r.str()
-		case "quantity":
-			v.Quantity = r.int64()
-		case "status":
-			v.Status = r.status()
-		case "seq":
-			v.Seq = r.int64()
-		case "event_time":
-			v.EventTime = r.int64()
-		default:
+		if !v.decodeField(&r, r.key()) {
 			r.ok = false
 		}
 	}
@@ -302,54 +315,40 @@ func (e *LineEvent) UnmarshalMsgpack(data []byte) error {
 // MarshalMsgpack implements msgpack.Marshaler.
 func (l PricedLine) MarshalMsgpack() ([]byte, error) {
 	b := make([]byte, 0, 176+len(l.OrderID)+len(l.CustomerID)+len(l.ProductID)+len(l.Status)+len(l.Family))
-	b = appendMapLen(b, 10)
-	b = appendStr(appendStr(b, "order_id"), l.OrderID)
-	b = appendInt32(appendStr(b, "line_no"), l.LineNo)
-	b = appendStr(appendStr(b, "customer_id"), l.CustomerID)
-	b = appendStr(appendStr(b, "product_id"), l.ProductID)
-	b = appendInt64(appendStr(b, "quantity"), l.Quantity)
-	b = appendStr(appendStr(b, "status"), l.Status)
-	b = appendInt64(appendStr(b, "seq"), l.Seq)
-	b = appendInt64(appendStr(b, "event_time"), l.EventTime)
+	b = l.event().appendFields(appendMapLen(b, 10))
 	b = appendStr(appendStr(b, "family"), l.Family)
 	b = appendInt64(appendStr(b, "unit_price_cents"), l.UnitPriceCents)
 	return b, nil
 }
 
+// event is the line's event part: its first eight fields.
+func (l PricedLine) event() LineEvent {
+	return LineEvent{OrderID: l.OrderID, LineNo: l.LineNo, CustomerID: l.CustomerID, ProductID: l.ProductID,
+		Quantity: l.Quantity, Status: l.Status, Seq: l.Seq, EventTime: l.EventTime}
+}
+
 // UnmarshalMsgpack implements msgpack.Unmarshaler.
 func (l *PricedLine) UnmarshalMsgpack(data []byte) error {
-	var v PricedLine
+	var ev LineEvent
+	var family string
+	var price int64
 	r := newWireReader(data)
 	for n := r.mapLen(); n > 0 && r.ok; n-- {
-		switch string(r.key()) {
-		case "order_id":
-			v.OrderID = r.str()
-		case "line_no":
-			v.LineNo = int32(r.int64())
-		case "customer_id":
-			v.CustomerID = r.str()
-		case "product_id":
-			v.ProductID = r.str()
-		case "quantity":
-			v.Quantity = r.int64()
-		case "status":
-			v.Status = r.status()
-		case "seq":
-			v.Seq = r.int64()
-		case "event_time":
-			v.EventTime = r.int64()
+		switch k := r.key(); string(k) {
 		case "family":
-			v.Family = r.family()
+			family = r.family()
 		case "unit_price_cents":
-			v.UnitPriceCents = r.int64()
+			price = r.int64()
 		default:
-			r.ok = false
+			if !ev.decodeField(&r, k) {
+				r.ok = false
+			}
 		}
 	}
 	if !r.ok {
 		return msgpack.Unmarshal(data, (*pricedLineWire)(l))
 	}
-	*l = v
+	*l = Price(ev, Product{Family: family, UnitPriceCents: price})
 	return nil
 }
 
