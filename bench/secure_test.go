@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/choreo-go/choreo/internal/apptest"
 	"github.com/choreo-go/choreo/internal/testbroker"
 	"github.com/choreo-go/choreo/internal/testcerts"
 	"github.com/choreo-go/choreo/runtime"
@@ -48,7 +49,7 @@ func TestHarnessSecureCluster(t *testing.T) {
 		SASLMechanism: runtime.SASLScramSHA512, User: "bench", Password: benchPass,
 	}
 
-	var progress syncBuffer
+	var progress apptest.Buffer
 	rep, err := Run(ctx, Options{Scale: Tiny, Out: t.TempDir(), Progress: &progress,
 		Workloads: []string{W1, W4, W5}, Brokers: br.Addrs(), Security: sec})
 	if err != nil {

@@ -604,7 +604,7 @@ func TestAppWaitsForUnreachableBrokers(t *testing.T) {
 	ports := b.Ports()
 	b.Close()
 
-	var logs syncBuffer
+	var logs apptest.Buffer
 	cfg := runtime.Config{
 		Brokers: addrs, ApplicationID: "count-app", StateDir: t.TempDir(), InstanceID: "i1",
 		CommitInterval: 100 * time.Millisecond, SessionTimeout: 2 * time.Second,
@@ -662,23 +662,6 @@ func TestAppCopartitionMismatch(t *testing.T) {
 	if !errors.Is(err, partition.ErrNotCopartitioned) || !strings.Contains(err.Error(), "clicks=4") || !strings.Contains(err.Error(), "users=3") {
 		t.Fatalf("Run = %v, want a co-partitioning error naming clicks=4 and users=3", err)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestAppJoinSeesEarlierTableUpdateProducedLater(t *testing.T) {

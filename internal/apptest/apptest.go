@@ -1,5 +1,6 @@
 // Package apptest gives the module's own tests hooks into a runtime.App that
-// users must not have: simulating a crash without a real process kill.
+// users must not have (simulating a crash without a real process kill),
+// and a goroutine-safe Buffer to collect logs.
 package apptest
 
 // CrashOnClose, set by package runtime, makes the given *runtime.App abandon

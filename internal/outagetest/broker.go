@@ -7,7 +7,6 @@ package outagetest
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/choreo-go/choreo/internal/apptest"
 	"github.com/choreo-go/choreo/internal/gobin"
 )
 
@@ -56,7 +56,7 @@ type BrokerProcess struct {
 	stdin  io.WriteCloser
 	exited chan struct{}
 	addrs  []string
-	stderr *lockedBuffer
+	stderr *apptest.Buffer
 }
 
 // StartBroker builds the broker program (once) and starts it; the test's
@@ -80,7 +80,7 @@ func StartBroker(t testing.TB, opts BrokerOptions) *BrokerProcess {
 	if opts.MinSessionTimeout <= 0 {
 		opts.MinSessionTimeout = 500 * time.Millisecond
 	}
-	p := &BrokerProcess{bin: bin, opts: opts, stderr: &lockedBuffer{}}
+	p := &BrokerProcess{bin: bin, opts: opts, stderr: &apptest.Buffer{}}
 	t.Cleanup(func() {
 		if err := p.Stop(); err != nil {
 			t.Errorf("stopping the broker process: %v", err)
@@ -241,20 +241,3 @@ func (p *BrokerProcess) Stop() error {
 
 // Restart starts the broker again after Kill or Stop.
 func (p *BrokerProcess) Restart() error { return p.Start() }
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}

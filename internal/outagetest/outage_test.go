@@ -46,6 +46,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/choreo-go/choreo/internal/apptest"
 	"github.com/choreo-go/choreo/internal/faultproxy"
 	"github.com/choreo-go/choreo/internal/testbroker"
 	"github.com/choreo-go/choreo/runtime"
@@ -223,7 +224,7 @@ type harness struct {
 	t          *testing.T
 	addrs      []string
 	clientOpts []kgo.Opt
-	logs       *lockedBuffer
+	logs       *apptest.Buffer
 
 	mu        sync.Mutex
 	sentAt    map[int64]time.Time
@@ -321,7 +322,7 @@ func eventually(d time.Duration, cond func() bool) bool {
 func runScenario(t *testing.T, sc scenario) {
 	addrs, clientOpts, outage := sc.setup(t)
 	h := &harness{
-		t: t, addrs: addrs, clientOpts: clientOpts, logs: &lockedBuffer{},
+		t: t, addrs: addrs, clientOpts: clientOpts, logs: &apptest.Buffer{},
 		sentAt: map[int64]time.Time{}, acked: map[int64]bool{}, prodErrs: map[string]int{}, firstOut: map[int64]time.Time{},
 		commitHit: make(chan int16, 1),
 	}

@@ -1,14 +1,12 @@
 package securetest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/choreo-go/choreo/examples/orders/orders"
+	"github.com/choreo-go/choreo/internal/apptest"
 	"github.com/choreo-go/choreo/internal/testbroker"
 	"github.com/choreo-go/choreo/internal/testcerts"
 	"github.com/choreo-go/choreo/runtime"
@@ -142,27 +141,9 @@ func (sb *secureBroker) produce(ctx context.Context, t *testing.T, lines int) {
 	}
 }
 
-// syncBuffer collects an app's logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newApp builds the order topology under appID with a debug logger into
 // logs (so the search for secrets covers franz-go's logs too).
-func newApp(t *testing.T, appID string, sec runtime.Security, addrs []string, logs *syncBuffer) *runtime.App {
+func newApp(t *testing.T, appID string, sec runtime.Security, addrs []string, logs *apptest.Buffer) *runtime.App {
 	t.Helper()
 	b := runtime.NewBuilder()
 	orders.Topology(b)
@@ -216,7 +197,7 @@ func TestOrdersEndToEndSecure(t *testing.T) {
 			sb.produce(ctx, t, 1500)
 
 			const appID = "secure-orders"
-			logs := &syncBuffer{}
+			logs := &apptest.Buffer{}
 			app := newApp(t, appID, sb.security("app", appPass), sb.br.Addrs(), logs)
 			if tc.sasl {
 				sb.addUser(ctx, t, "app", appPass)
@@ -274,7 +255,7 @@ func TestOrdersEndToEndSecure(t *testing.T) {
 
 // runUntilError runs app and returns Run's error, failing the test if it
 // does not stop on its own within limit.
-func runUntilError(ctx context.Context, t *testing.T, app *runtime.App, logs *syncBuffer, limit time.Duration) (time.Duration, error) {
+func runUntilError(ctx context.Context, t *testing.T, app *runtime.App, logs *apptest.Buffer, limit time.Duration) (time.Duration, error) {
 	t.Helper()
 	start := time.Now()
 	done := make(chan error, 1)
@@ -334,7 +315,7 @@ func TestSecurityFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			appID := "fail-" + strings.ReplaceAll(strings.ToLower(tc.name), " ", "-")
-			logs := &syncBuffer{}
+			logs := &apptest.Buffer{}
 			app := newApp(t, appID, tc.sec(), sb.br.Addrs(), logs)
 			if tc.grant {
 				var acls []runtime.ACL
@@ -376,7 +357,7 @@ func TestEachRequiredACL(t *testing.T) {
 	sb := startBroker(ctx, t, false, true)
 	sb.produce(ctx, t, 100)
 
-	probe := newApp(t, "acl-probe", runtime.Security{}, sb.br.Addrs(), &syncBuffer{})
+	probe := newApp(t, "acl-probe", runtime.Security{}, sb.br.Addrs(), &apptest.Buffer{})
 	n := len(probe.RequiredACLs())
 	if n < 10 {
 		t.Fatalf("RequiredACLs lists %d rights for the order topology under exactly-once: %v", n, probe.RequiredACLs())
@@ -384,7 +365,7 @@ func TestEachRequiredACL(t *testing.T) {
 	for i := range n {
 		appID := fmt.Sprintf("acl%02d", i)
 		user := appID + "-user"
-		logs := &syncBuffer{}
+		logs := &apptest.Buffer{}
 		app := newApp(t, appID, sb.security(user, appPass), sb.br.Addrs(), logs)
 		acls := app.RequiredACLs()
 		removed := acls[i]
