@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -62,6 +63,13 @@ type Options struct {
 	// CPUProfile writes a CPU profile of every phase (and one of the
 	// broker) into the results folder.
 	CPUProfile bool
+	// Trace writes a Go execution trace of every phase (trace-<id>.out)
+	// into the results folder: where the code under test waits, which a
+	// CPU profile does not show (go tool trace -pprof=sync|net|sched).
+	Trace bool
+	// NoLatency skips W4's latency runs (the burst alone, for quick
+	// iterations on throughput).
+	NoLatency bool
 	// Progress receives the progress line (default os.Stderr).
 	Progress io.Writer
 	// Seed seeds every generated load.
@@ -208,6 +216,7 @@ type harness struct {
 	logs *tailBuffer // warnings of the apps under test
 
 	profiled map[string]bool
+	traced   map[string]bool
 }
 
 func (h *harness) run(ctx context.Context) (err error) {
@@ -329,6 +338,7 @@ type measurement struct {
 	h       *harness
 	title   string
 	prof    *os.File
+	trace   *os.File
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	mu      sync.Mutex
@@ -367,6 +377,19 @@ func (h *harness) begin(id, title string, total int64, count func() int64) *meas
 			} else {
 				m.prof = f
 				m.heapFile = filepath.Join(h.outDir, "heap-"+id+".pprof")
+			}
+		}
+	}
+	if h.o.Trace && !h.traced[id] {
+		if h.traced == nil {
+			h.traced = make(map[string]bool)
+		}
+		h.traced[id] = true
+		if f, err := os.Create(filepath.Join(h.outDir, "trace-"+id+".out")); err == nil {
+			if err := trace.Start(f); err != nil {
+				f.Close()
+			} else {
+				m.trace = f
 			}
 		}
 	}
@@ -426,6 +449,10 @@ func (m *measurement) end() {
 	if m.prof != nil {
 		pprof.StopCPUProfile()
 		m.prof.Close()
+	}
+	if m.trace != nil {
+		trace.Stop()
+		m.trace.Close()
 	}
 	m.h.prog.stop()
 }

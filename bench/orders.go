@@ -89,7 +89,10 @@ func (h *harness) runW4(ctx context.Context, g Guarantee) error {
 		fmtCount(w.Outputs), fmtCount(int64(events)), fmtCount(w.Moved()), r.RealTime)
 	h.addRow(r)
 
-	lerr := h.latencyRuns(ctx, appID, events)
+	var lerr error
+	if !h.o.NoLatency {
+		lerr = h.latencyRuns(ctx, appID, events)
+	}
 	if cerr := a.close(); cerr != nil && lerr == nil {
 		lerr = fmt.Errorf("app: %w", cerr)
 	}

@@ -44,6 +44,9 @@ var (
 // Engine runs a compiled topology as a member of the app's consumer group.
 type Engine struct {
 	cfg  Config
+	// topUp makes the next poll return at once: the tasks still have
+	// records queued (see iterate).
+	topUp bool
 	topo *graph.Topology
 	log  *slog.Logger
 	lc   lifecycle

@@ -99,6 +99,16 @@ func (e *Engine) iterate(ctx, commitCtx context.Context, fetches kgo.Fetches) er
 		if total == 0 {
 			break
 		}
+		if e.queuedRecords() < e.cfg.MaxPollRecords {
+			// Take what the consumer has buffered before the queues run
+			// dry: franz-go sends the next fetch only once the buffered
+			// one is drained, so polling only after the last queued record
+			// would leave the tasks idle for a whole fetch round trip
+			// (most of a repartitioning topology's time, as traces of the
+			// bench's W4 showed).
+			e.topUp = true
+			break
+		}
 		if e.commitNeeded() {
 			if err := e.commit(commitCtx); err != nil {
 				return err
@@ -321,6 +331,20 @@ func (e *Engine) distribute(fetches kgo.Fetches) {
 	}
 }
 
+// queuedRecords counts the fetched records the active tasks have not
+// processed yet.
+func (e *Engine) queuedRecords() int {
+	n := 0
+	for _, t := range e.tasks {
+		if t.phase == phaseActive {
+			for _, q := range t.queues {
+				n += len(q.recs) - q.head
+			}
+		}
+	}
+	return n
+}
+
 func (e *Engine) commitNeeded() bool {
 	recs, bytes := 0, 0
 	for _, t := range e.tasks {
@@ -350,6 +374,11 @@ func (e *Engine) pollTimeout() time.Duration {
 		if at, ok := t.nextWallPunctuation(); ok {
 			d = min(d, at.Sub(now))
 		}
+	}
+	if e.topUp {
+		// Records are still queued: only take what is buffered.
+		e.topUp = false
+		d = 0
 	}
 	e.restoreMu.Lock()
 	if len(e.restored) > 0 {

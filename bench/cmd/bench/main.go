@@ -48,6 +48,8 @@ func run(args []string) int {
 		guarantees = fs.String("guarantees", "alos", "comma-separated processing guarantees: alos, eos")
 		out        = fs.String("out", "bench/results", "folder that receives a <timestamp> folder with the results")
 		cpuprofile = fs.Bool("cpuprofile", false, "write a CPU profile per phase (and of the broker) next to the results")
+		traceFlag  = fs.Bool("trace", false, "write a Go execution trace per phase next to the results (go tool trace)")
+		noLatency  = fs.Bool("no-latency", false, "skip W4's latency runs (the burst only)")
 		seed       = fs.Uint64("seed", 1, "seed of every generated load")
 		readme     = fs.String("readme", "", "README whose results section to replace with this run's table")
 		scale      = fs.String("scale", "", "full, quick or tiny (overrides -quick)")
@@ -72,7 +74,7 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	o := bench.Options{Scale: bench.Full, Out: *out, CPUProfile: *cpuprofile, Seed: *seed, Repeat: *repeat, Threads: *threads, Security: sec}
+	o := bench.Options{Scale: bench.Full, Out: *out, CPUProfile: *cpuprofile, Trace: *traceFlag, NoLatency: *noLatency, Seed: *seed, Repeat: *repeat, Threads: *threads, Security: sec}
 	for _, b := range strings.Split(*brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			o.Brokers = append(o.Brokers, b)
