@@ -6,7 +6,12 @@
 //
 // A task is (sub-topology, partition). One loop goroutine polls the group
 // consumer, appends fetched records to per-partition queues of their task
-// and processes every task in turn. Within a task the next record is taken
+// and processes every task in turn (on ProcessingThreads goroutines). When
+// fewer than MaxPollRecords records are left queued it polls again without
+// waiting, so the consumer's buffer is drained, and franz-go's next fetch
+// sent, while the queued records are processed: a repartitioning topology
+// otherwise idles for a fetch round trip whenever its queues run dry.
+// Within a task the next record is taken
 // from the partition whose head has the lowest timestamp. A task with an
 // empty partition waits for it (KIP-695) while the partition is known to
 // have records still to fetch (its position is below its last stable
