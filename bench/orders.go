@@ -53,7 +53,15 @@ func (h *harness) runW4(ctx context.Context, g Guarantee) error {
 	}
 	var produced atomic.Int64
 	h.prog.start("preload W4 order events", int64(events), produced.Load)
-	_, err := load.ProduceOrders(ctx, h.cl, o, func(n int) { produced.Store(int64(n)) })
+	// A client of its own: the shared one caches the topic ids of an
+	// earlier W4 run's topics, which were deleted and created again.
+	pcl, err := h.newClient(orders.ProducerOpts()...)
+	if err != nil {
+		h.prog.stop()
+		return err
+	}
+	_, err = load.ProduceOrders(ctx, pcl, o, func(n int) { produced.Store(int64(n)) })
+	pcl.Close()
 	h.prog.stop()
 	if err != nil {
 		return err
@@ -91,7 +99,7 @@ func (h *harness) runW4(ctx context.Context, g Guarantee) error {
 
 	var lerr error
 	if !h.o.NoLatency {
-		lerr = h.latencyRuns(ctx, appID, events)
+		lerr = h.latencyRuns(ctx, g, appID, events)
 	}
 	if cerr := a.close(); cerr != nil && lerr == nil {
 		lerr = fmt.Errorf("app: %w", cerr)
@@ -137,7 +145,7 @@ func (b *latencyBucket) add(d time.Duration, ok bool) {
 // latencyRuns produces order events at each multiple of the peak rate from
 // a cmd/load child process, and measures the time from each event's
 // creation header to the reception of the portfolio update it causes.
-func (h *harness) latencyRuns(ctx context.Context, appID string, idBase int) error {
+func (h *harness) latencyRuns(ctx context.Context, g Guarantee, appID string, idBase int) error {
 	ends, err := h.adm.ListEndOffsets(ctx, orders.TopicPortfolio)
 	if err == nil {
 		err = ends.Error()
@@ -215,7 +223,7 @@ func (h *harness) latencyRuns(ctx context.Context, appID string, idBase int) err
 		b.mu.Unlock()
 		slices.Sort(d)
 		lr := LatencyRow{
-			Multiple: st.Multiple, Rate: rate, Duration: st.Duration.Seconds(),
+			Guarantee: g, Multiple: st.Multiple, Rate: rate, Duration: st.Duration.Seconds(),
 			Events: int64(events), Outputs: int64(len(d)), NoHeader: noHeader,
 			Drained: derr == nil, GeneratorRate: gs.RatePerSec,
 		}

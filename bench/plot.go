@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -136,19 +137,46 @@ func (r *Report) SVG() string {
 		{"p50", "#4c78a8", func(l LatencyRow) float64 { return l.P50 }},
 		{"p99", "#e45756", func(l LatencyRow) float64 { return l.P99 }},
 	}
-	for i, se := range series {
-		var path []string
-		for _, l := range pts {
-			path = append(path, fmt.Sprintf("%.1f,%.1f", X(l.Rate), Y(se.v(l))))
+	// One pair of lines per guarantee; the second guarantee's dashed.
+	var guarantees []Guarantee
+	for _, l := range pts {
+		if !slices.Contains(guarantees, l.Guarantee) {
+			guarantees = append(guarantees, l.Guarantee)
 		}
-		fmt.Fprintf(&s, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(path, " "), se.color)
-		for _, l := range pts {
-			fmt.Fprintf(&s, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`+"\n", X(l.Rate), Y(se.v(l)), se.color)
-			if i == 1 {
-				fmt.Fprintf(&s, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#333">%g×</text>`+"\n", X(l.Rate), Y(se.v(l))-9, l.Multiple)
+	}
+	legend := 0
+	for gi, g := range guarantees {
+		dash := ""
+		if gi > 0 {
+			dash = ` stroke-dasharray="6 4"`
+		}
+		for i, se := range series {
+			var path []string
+			for _, l := range pts {
+				if l.Guarantee == g {
+					path = append(path, fmt.Sprintf("%.1f,%.1f", X(l.Rate), Y(se.v(l))))
+				}
 			}
+			fmt.Fprintf(&s, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(path, " "), se.color, dash)
+			for _, l := range pts {
+				if l.Guarantee != g {
+					continue
+				}
+				fmt.Fprintf(&s, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/>`+"\n", X(l.Rate), Y(se.v(l)), se.color)
+				if i == 1 && gi == 0 {
+					fmt.Fprintf(&s, `<text x="%.1f" y="%.1f" text-anchor="middle" fill="#333">%g×</text>`+"\n", X(l.Rate), Y(se.v(l))-9, l.Multiple)
+				}
+			}
+			name := se.name
+			if g != "" {
+				name += " " + strings.ToUpper(string(g))
+			}
+			if gi > 0 {
+				name += " (dashed)"
+			}
+			fmt.Fprintf(&s, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n", px0+10, py0+18+16*legend, se.color, name)
+			legend++
 		}
-		fmt.Fprintf(&s, `<text x="%d" y="%d" fill="%s">%s</text>`+"\n", px0+10, py0+18+16*i, se.color, se.name)
 	}
 	fmt.Fprintf(&s, `<text x="%d" y="%d" text-anchor="middle" fill="#555">order-line events per second (× 39/s peak)</text>`+"\n", (px0+px1)/2, py1+34)
 	s.WriteString("</svg>\n")

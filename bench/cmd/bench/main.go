@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -45,7 +46,7 @@ func run(args []string) int {
 	var (
 		quick      = fs.Bool("quick", false, "a smaller run (≤ 2 minutes)")
 		workloads  = fs.String("workloads", "", "comma-separated workloads: "+strings.Join(bench.AllWorkloads, ",")+" (default all)")
-		guarantees = fs.String("guarantees", "alos", "comma-separated processing guarantees: alos, eos")
+		guarantees = fs.String("guarantees", "alos,eos", "comma-separated processing guarantees: alos, eos (W5 and rss run under the first only)")
 		out        = fs.String("out", "bench/results", "folder that receives a <timestamp> folder with the results")
 		cpuprofile = fs.Bool("cpuprofile", false, "write a CPU profile per phase (and of the broker) next to the results")
 		traceFlag  = fs.Bool("trace", false, "write a Go execution trace per phase next to the results (go tool trace)")
@@ -54,7 +55,7 @@ func run(args []string) int {
 		readme     = fs.String("readme", "", "README whose results section to replace with this run's table")
 		scale      = fs.String("scale", "", "full, quick or tiny (overrides -quick)")
 		appLog     = fs.String("applog", "", "write the debug logs of every app under test to this file")
-		threads    = fs.Int("threads", 1, "Config.ProcessingThreads of the apps under test")
+		threads    = fs.Int("threads", goruntime.GOMAXPROCS(0), "Config.ProcessingThreads of the apps under test (default GOMAXPROCS)")
 		repeat     = fs.Int("repeat", 0, "attempts per baseline, W1 and W2 measurement, keeping the fastest (default 3 at full scale, 1 otherwise)")
 		brokers    = fs.String("brokers", "", "comma-separated seed brokers of an existing cluster to run against (default: start internal/testbroker/cmd/broker)")
 	)
@@ -119,8 +120,11 @@ func run(args []string) int {
 			if *workloads != "" {
 				cmd += " -workloads " + *workloads
 			}
-			if *threads != 1 {
+			if *threads != goruntime.GOMAXPROCS(0) {
 				cmd += " -threads " + strconv.Itoa(*threads)
+			}
+			if *guarantees != "alos,eos" {
+				cmd += " -guarantees " + *guarantees
 			}
 			if *cpuprofile {
 				cmd += " -cpuprofile"
