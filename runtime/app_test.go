@@ -1233,3 +1233,73 @@ func TestAppDeadLetterTopic(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestAppCommitsEarlyWhenPendingWritesExceedCommitMaxBytes: with a commit
+// interval far beyond the test, a small CommitMaxBytes alone makes the app
+// commit as it goes (changelog records written, input offsets committed),
+// and the counts stay exact.
+func TestAppCommitsEarlyWhenPendingWritesExceedCommitMaxBytes(t *testing.T) {
+	c := newCluster(t)
+	c.createTopic("in", 4)
+	c.createTopic("out", 4)
+	const keys = 4000
+	want := produceCounts(c, 0, keys, keys) // every key once: one pending write each
+	cfg := c.config(t.TempDir(), "i1")
+	cfg.CommitInterval = time.Hour
+	cfg.CommitMaxBytes = 32 << 10 // about 200 pending keys
+	app, err := runtime.New(countTopology(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, app)
+	eventually(t, 30*time.Second, "counts", equalCounts(c, want))
+	// Every commit leaves less than CommitMaxBytes pending, so nearly all
+	// the input is committed already, an hour before the interval ends.
+	committedInput := func() int64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		committed, err := c.adm.FetchOffsets(ctx, "count-app")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		committed.Each(func(o kadm.OffsetResponse) {
+			if o.Topic == "in" {
+				n += o.At
+			}
+		})
+		return n
+	}
+	eventually(t, 30*time.Second, "input offsets committed early", func() (bool, string) {
+		n := committedInput()
+		return n >= keys*3/4, fmt.Sprintf("%d of %d input records committed", n, keys)
+	})
+	if n := len(c.readAll("count-app-counts-changelog")); n < keys*3/4 {
+		t.Fatalf("%d changelog records before the commit interval, want at least %d", n, keys*3/4)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// The final commit wrote the rest: one changelog record per key, with its count.
+	cl := map[string]int64{}
+	n := 0
+	for _, r := range c.readAll("count-app-counts-changelog") {
+		v, err := runtime.Int64().Deserialize(r.Value[8:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl[string(r.Key)] = v
+		n++
+	}
+	if n != keys {
+		t.Errorf("%d changelog records, want one per key (%d)", n, keys)
+	}
+	for k, v := range want {
+		if cl[k] != v {
+			t.Fatalf("changelog %s = %d, want %d", k, cl[k], v)
+		}
+	}
+	if got := committedInput(); got != keys {
+		t.Fatalf("%d input records committed after Close, want %d", got, keys)
+	}
+}

@@ -77,8 +77,16 @@ type Config struct {
 	// CommitMaxRecords commits early once the pending store writes of all
 	// tasks reach this many distinct keys. Default 200,000.
 	CommitMaxRecords int
-	// CommitMaxBytes commits early once the pending store writes reach this
-	// many bytes. Default 64 MiB.
+	// CommitMaxBytes bounds the memory of pending (uncommitted) store
+	// writes of all tasks together, like Kafka Streams'
+	// statestore.cache.max.bytes: once the keys and values written since
+	// the last commit, plus about 140 bytes of bookkeeping per distinct
+	// key, reach it, the app commits at once instead of waiting for
+	// CommitInterval. The commit briefly needs about as much again for the
+	// changelog records it produces. Smaller means less memory and more
+	// commits (each waits for the producer to flush); it matters when
+	// many distinct keys are written per CommitInterval (about 50,000
+	// keys of small aggregates fill the default). Default 8 MiB.
 	CommitMaxBytes int
 	// MaxTaskIdle controls how a task with several input partitions waits
 	// for an empty one, so records are processed in timestamp order across
@@ -123,8 +131,20 @@ type Config struct {
 	// AtLeastOnce, aborted under ExactlyOnce). Default 30 s.
 	CloseTimeout time.Duration
 
-	// StateCacheBytes is the block cache shared by all stores. Default 64 MiB.
+	// StateCacheBytes is the memory Pebble allocates outside the Go heap
+	// for all stores of the instance together: the block cache, from
+	// which the memtables of every task are reserved. Memtables always get
+	// their memory, so with many tasks the cache shrinks to make room and
+	// the total is at least the memtables' (see StateMemTableBytes).
+	// Default 64 MiB.
 	StateCacheBytes int64
+	// StateMemTableBytes is the memtable size of each task's store. A
+	// store holds one memtable, two while one is flushed (an idle store's
+	// starts small and grows to this size), so the memtables of n busy
+	// tasks take up to 2 × n × StateMemTableBytes of StateCacheBytes.
+	// Smaller memtables mean more, smaller flushes and compactions.
+	// Default 4 MiB.
+	StateMemTableBytes int64
 	// StateCleanupDelay is how long the state of a task this instance no
 	// longer owns is kept before it is deleted. Default 10 min.
 	StateCleanupDelay time.Duration
@@ -160,7 +180,11 @@ type Config struct {
 	// secret. See RequiredACLs for the rights the principal needs.
 	Security Security
 	// ClientOpts are added to every franz-go client the app creates, after
-	// the Security options (a dialer, client id, ...).
+	// the Security options (a dialer, client id, ...). They override the
+	// app's defaults where these are meant to be tuned: the group
+	// consumer fetches at most 4 MiB per request (kgo.FetchMaxBytes) and
+	// 1 MiB per partition (kgo.FetchMaxPartitionBytes), which bounds the
+	// decoded records it buffers to a few times that.
 	ClientOpts []kgo.Opt
 	// Logger receives the app's logs. Default: discard.
 	Logger *slog.Logger
@@ -260,6 +284,7 @@ func (c Config) engineConfig() (engine.Config, error) {
 		KeepPartitionsOnClose:    c.KeepPartitionsOnClose,
 		CloseTimeout:             c.CloseTimeout,
 		StateCacheBytes:          c.StateCacheBytes,
+		StateMemTableBytes:       c.StateMemTableBytes,
 		StateCleanupDelay:        c.StateCleanupDelay,
 		RepartitionPurgeInterval: c.RepartitionPurgeInterval,
 		ReplicationFactor:        c.ReplicationFactor,

@@ -1,10 +1,12 @@
 package state
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -204,6 +206,37 @@ func TestBatchBytesRollback(t *testing.T) {
 	b.Rollback()
 	if b.Bytes() != before {
 		t.Fatalf("Bytes after Rollback = %d, want %d", b.Bytes(), before)
+	}
+}
+
+// TestBatchBytesTracksMemory: Bytes is what callers bound to bound their
+// memory, so it must follow the heap the pending writes really hold, for
+// many small keys (bookkeeping dominates) and for rewritten values (the
+// arena keeps every copy until the commit).
+func TestBatchBytesTracksMemory(t *testing.T) {
+	const n = 50_000
+	b := NewBatch(NewMemory())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	key, value := make([]byte, 10), make([]byte, 8)
+	for i := range n {
+		binary.BigEndian.PutUint64(key[2:], uint64(i))
+		b.Put("counts", key, value)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+	if r := float64(b.Bytes()) / heap; r < 0.7 || r > 1.4 {
+		t.Errorf("Bytes = %d for %d keys, the heap grew by %.0f: ratio %.2f, want within [0.7, 1.4]", b.Bytes(), n, heap, r)
+	}
+	runtime.KeepAlive(b)
+
+	size := b.Bytes()
+	b.Put("counts", key, make([]byte, 1000))
+	b.Put("counts", key, make([]byte, 1000))
+	if got := b.Bytes() - size; got < 2000 {
+		t.Errorf("two 1000-byte rewrites of a key added %d to Bytes, want at least 2000 (both copies are held)", got)
 	}
 }
 

@@ -29,7 +29,10 @@
 // input record, and Rollback let a record that fails undo its own writes
 // without losing those of earlier records, so a failed record leaves no
 // partial state behind. Commit hands every pending write and the new
-// checkpoint to DB.Apply in one call.
+// checkpoint to DB.Apply in one call; the batch keeps its writes as the
+// Mutations of a WriteSet, so they are copied only into the DB. Bytes
+// estimates the memory the pending writes hold (keys, values and
+// bookkeeping), which is what a caller bounds to bound its memory.
 //
 // # Implementations
 //

@@ -65,6 +65,16 @@ func (g Guarantee) String() string {
 	return "at-least-once"
 }
 
+// Memory defaults; see runtime.Config.
+const (
+	// DefaultCommitMaxBytes is the default budget of pending store writes
+	// of all tasks together (state.Batch.Bytes) that triggers an early commit.
+	DefaultCommitMaxBytes = 8 << 20
+	// DefaultFetchMaxBytes bounds one fetch response of the group
+	// consumer (kgo.FetchMaxBytes) unless Config.ClientOpts set it.
+	DefaultFetchMaxBytes = 4 << 20
+)
+
 // Config is the engine's configuration; runtime.Config maps onto it.
 type Config struct {
 	AppID      string
@@ -92,7 +102,10 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	ProducerLinger    time.Duration
 	StateCacheBytes   int64
-	StateCleanupDelay time.Duration
+	// StateMemTableBytes is the memtable size of each task's DB (0: the
+	// state package's default).
+	StateMemTableBytes int64
+	StateCleanupDelay  time.Duration
 	// RepartitionPurgeInterval is the least time between two purges of
 	// repartition topics below the committed offsets.
 	RepartitionPurgeInterval time.Duration
@@ -165,8 +178,11 @@ func (c *Config) validate() error {
 			return fmt.Errorf("%w: %s must not be negative", ErrInvalidConfig, name)
 		}
 	}
-	if c.CommitMaxRecords < 0 || c.CommitMaxBytes < 0 || c.MaxPollRecords < 0 || c.StateCacheBytes < 0 || c.ProcessingThreads < 0 {
+	if c.CommitMaxRecords < 0 || c.CommitMaxBytes < 0 || c.MaxPollRecords < 0 || c.StateCacheBytes < 0 || c.StateMemTableBytes < 0 || c.ProcessingThreads < 0 {
 		return fmt.Errorf("%w: sizes must not be negative", ErrInvalidConfig)
+	}
+	if c.StateMemTableBytes >= 4<<30 {
+		return fmt.Errorf("%w: StateMemTableBytes must be below 4 GiB (Pebble's limit)", ErrInvalidConfig)
 	}
 	if c.HeartbeatInterval > 0 && c.SessionTimeout > 0 && c.HeartbeatInterval >= c.SessionTimeout {
 		return fmt.Errorf("%w: HeartbeatInterval must be below SessionTimeout", ErrInvalidConfig)
@@ -211,7 +227,7 @@ func (c *Config) setDefaults() {
 		c.CommitMaxRecords = 200_000
 	}
 	if c.CommitMaxBytes == 0 {
-		c.CommitMaxBytes = 64 << 20
+		c.CommitMaxBytes = DefaultCommitMaxBytes
 	}
 	if c.ProcessingThreads == 0 {
 		c.ProcessingThreads = 1

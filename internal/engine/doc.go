@@ -29,12 +29,13 @@
 //
 // # Commit (at-least-once)
 //
-// Every CommitInterval, when pending writes pass a size cap, before a
-// revocation and on shutdown: produce the dirty store entries of each task to
-// its changelog partitions (one record per key, the latest value) → flush the
-// producer → apply each task's batch with a checkpoint holding those
-// changelog offsets and the processed input offsets, in one Pebble batch →
-// commit the input offsets to the group. Repartition topics are then purged
+// Every CommitInterval, when pending writes pass a size cap (CommitMaxBytes
+// of state.Batch.Bytes summed over the tasks, or CommitMaxRecords distinct
+// keys), before a revocation and on shutdown: produce the dirty store
+// entries of each task to its changelog partitions (one record per key,
+// the latest value) → flush the producer → apply each task's batch with a
+// checkpoint holding those changelog offsets and the processed input
+// offsets, in one Pebble batch → commit the input offsets to the group. Repartition topics are then purged
 // below the committed offsets (at most every 30 s).
 //
 // # Commit (exactly-once)
@@ -54,6 +55,20 @@
 // closes every task and the session and joins again with a new one; tasks
 // reopen and replay their changelog tails. A commit blocked by an outage when
 // the app is told to stop gives up CloseTimeout later, like the final commit.
+//
+// # Memory
+//
+// An instance's memory grows with what it holds between commits, not with
+// its state, which lives in Pebble: the pending writes of every task
+// (bounded by CommitMaxBytes: reaching it triggers a commit), the
+// changelog records a commit produces from them (one per pending key,
+// until the flush), the fetched records not processed yet (the group
+// consumer fetches at most DefaultFetchMaxBytes at a time unless
+// ClientOpts say otherwise, and the loop processes a poll's records
+// before the next poll), and Pebble's cache and memtables outside the Go
+// heap (StateCacheBytes, StateMemTableBytes). A task's batch keeps its
+// index for reuse only up to some thousand keys, so idle tasks do not
+// hold the memory of their largest commit.
 //
 // # Bad records
 //

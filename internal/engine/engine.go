@@ -322,7 +322,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 
 // openLocal prepares the state directory and the instance id.
 func (e *Engine) openLocal() error {
-	e.env = state.NewEnv(state.EnvOptions{CacheBytes: e.cfg.StateCacheBytes, Logger: e.log})
+	e.env = state.NewEnv(state.EnvOptions{CacheBytes: e.cfg.StateCacheBytes, MemTableSize: uint64(e.cfg.StateMemTableBytes), Logger: e.log})
 	if e.cfg.InMemoryState && e.cfg.StateDir == "" {
 		if e.cfg.InstanceID == "" {
 			e.cfg.InstanceID = e.cfg.AppID + "-" + randomID()
@@ -368,6 +368,12 @@ func (e *Engine) AppID() string { return e.cfg.AppID }
 func (e *Engine) InstanceID() string { return e.cfg.InstanceID }
 
 func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
+	return e.clientOptsWithDefaults(nil, extra...)
+}
+
+// clientOptsWithDefaults is clientOpts with defaults that Config.ClientOpts
+// may override.
+func (e *Engine) clientOptsWithDefaults(defaults []kgo.Opt, extra ...kgo.Opt) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(e.cfg.Brokers...),
 		kgo.WithLogger(kgoLogger{e.log}),
@@ -382,6 +388,7 @@ func (e *Engine) clientOpts(extra ...kgo.Opt) []kgo.Opt {
 		// the app ready while it is idle.
 		kgo.WithHooks(brokerHook{e}),
 	}
+	opts = append(opts, defaults...)
 	opts = append(opts, e.cfg.ClientOpts...)
 	return append(opts, extra...)
 }
@@ -470,6 +477,18 @@ func (e *Engine) openGroupClients() error {
 		kgo.OnPartitionsLost(e.onLost),
 		kgo.AdjustFetchOffsetsFn(e.adjustFetchOffsets),
 	}
+	// franz-go decodes a whole fetch response at once and buffers one per
+	// broker while the loop works through the previous one, and a
+	// partly processed response stays in memory as a whole: its size is
+	// what the consumer holds, twice over. franz-go's default (50 MiB,
+	// 1 MiB per partition) lets a handful of partitions fill tens of MiB
+	// of decoded records; FetchMaxBytes keeps that bounded, whatever the
+	// partition count, and at 120k records/s still means only a few
+	// fetches a second. ClientOpts may override both.
+	fetchDefaults := []kgo.Opt{
+		kgo.FetchMaxBytes(DefaultFetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(1 << 20),
+	}
 	produceOpts := []kgo.Opt{
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(e.cfg.ProducerLinger),
@@ -480,7 +499,7 @@ func (e *Engine) openGroupClients() error {
 	if e.cfg.Guarantee == ExactlyOnce {
 		opts := append(groupOpts, produceOpts...)
 		opts = append(opts, kgo.TransactionalID(e.transactionalID()), kgo.TransactionTimeout(e.cfg.TransactionTimeout))
-		s, err := kgo.NewGroupTransactSession(e.clientOpts(opts...)...)
+		s, err := kgo.NewGroupTransactSession(e.clientOptsWithDefaults(fetchDefaults, opts...)...)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 		}
@@ -498,7 +517,7 @@ func (e *Engine) openGroupClients() error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	e.consumer, err = kgo.NewClient(e.clientOpts(groupOpts...)...)
+	e.consumer, err = kgo.NewClient(e.clientOptsWithDefaults(fetchDefaults, groupOpts...)...)
 	if err != nil {
 		e.producer.Close()
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
