@@ -57,8 +57,10 @@
 // untrusted store makes every store of the task restore from the start.
 // A wiped DB that implements state.BulkLoader (Pebble does) and has at least
 // RestorerOptions.BulkLoadRecords records to replay is filled in bulk load
-// mode, which defers compactions until the restore ends; the mode ends when
-// the task completes, is suspended or fails.
+// mode, in which a Pebble DB sorts the restored writes in memory and ingests
+// them as sstables, and defers compactions until the restore ends (see the
+// state package); the mode ends when the task completes, is suspended or
+// fails.
 //
 // A partition whose store reached its end is paused in the client, and only
 // removed from it once no partition is left to restore (or before it is

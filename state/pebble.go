@@ -53,11 +53,13 @@ type EnvOptions struct {
 	MaxOpenFiles int
 	// BulkLoadBytes bounds the memory in which the DBs of the Env that are
 	// in bulk load mode (see BulkLoader) buffer their writes, all of them
-	// together (default DefaultBulkLoadBytes). With N DBs loading, each
-	// writes its buffer to a table once it holds BulkLoadBytes/(2N) (but
-	// at least 1 MiB) and fills a second buffer while that table is
-	// written and ingested. Larger buffers make fewer, larger tables, and
-	// fewer of them overlap (which the compaction after the load merges).
+	// together (default DefaultBulkLoadBytes); it comes on top of
+	// CacheBytes. With N DBs loading, each writes its buffer to a table
+	// once it holds BulkLoadBytes/(2N) and fills a second buffer while
+	// that table is written and ingested. A buffer holds at least 1 MiB,
+	// so more than BulkLoadBytes/(2 MiB) DBs loading at once use more.
+	// Larger buffers make fewer, larger tables, and fewer of them overlap
+	// (the compaction after the load merges those that do).
 	BulkLoadBytes int64
 	// Logger receives Pebble's messages: informational ones at debug level,
 	// errors at error level (default slog.Default()).
@@ -480,8 +482,9 @@ func (d *pebbleDB) Sync() error {
 // files. Compared to deleting the keyspace in place, the disk space comes
 // back at once (a full restore usually follows, which would otherwise
 // double the usage until compactions catch up) and a crash midway leaves
-// either the old or the new DB, never a mix. Open iterators are ended. A
-// DB in bulk load mode stays in it, its buffered writes dropped.
+// either the old or the new DB, never a mix. A DB that holds no key is
+// left as it is. Open iterators are ended either way. A DB in bulk load
+// mode stays in it, its buffered writes dropped.
 func (d *pebbleDB) Wipe() error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
