@@ -104,7 +104,10 @@
 // the usual transactional log at once; in every other case a partition that
 // delivers nothing for RestorerOptions.TailProbeAfter is probed: one
 // read-committed fetch sent straight to the partition leader tells whether
-// any committed record remains before the end offset.
+// any committed record remains before the end offset. When one does, the
+// client is only slow (a busy broker or machine): the partition's next
+// probes wait twice as long each time, until records past the one found
+// arrive.
 //
 // The end offset is fixed when the task is added. Under exactly-once the
 // runtime adds a task once the group's committed offsets are stable (KIP-447),

@@ -224,7 +224,8 @@ func (r *Restorer) handleProbe(ev event) {
 		return
 	}
 	// Data remains: the partition is just slow. Probe it less often until
-	// records arrive.
+	// records past the one the probe found arrive.
+	s.probeNext = ev.probe.next
 	s.probeFails++
 }
 

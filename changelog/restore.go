@@ -237,6 +237,7 @@ type storeState struct {
 	lastProbe    time.Time
 	probing      bool
 	probeFails   int
+	probeNext    int64 // a committed record the last probe found at or after pos
 }
 
 // restoreLogEvery spaces the progress log lines of a long restore.
@@ -776,7 +777,11 @@ func (r *Restorer) apply(s *storeState, recs []*kgo.Record, now time.Time) {
 	}
 	t.dirty = true
 	s.lastProgress = now
-	s.probeFails = 0
+	if s.pos > s.probeNext {
+		// Until then, the client was only slow to deliver what a
+		// probe saw; probing it as often again would be wasted.
+		s.probeFails = 0
+	}
 	if s.pos >= s.end {
 		r.storeDone(s)
 	}
