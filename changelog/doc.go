@@ -94,7 +94,9 @@
 //     of the positions it reaches, so that progress survives a rebalance;
 //     a store whose checkpoint is at the end offset replays nothing;
 //  4. when every store reached its end, writes the final checkpoint, syncs
-//     the DB once and calls Request.Done.
+//     the DB once and calls Request.Done. A DB in bulk load mode leaves it
+//     (and syncs) on a goroutine of its own, so that the records of the
+//     other tasks keep flowing meanwhile; Done follows once it returned.
 //
 // Only committed records are replayed: the client skips aborted records and
 // transaction markers. It does not say how far it got past them, so a
@@ -119,7 +121,9 @@
 // ErrSuspended, and the returned channel closes once the Restorer no longer
 // touches the DB, at the latest after the poll in progress. A later Add
 // resumes from the checkpoint. When Run's context ends, every task still
-// restoring is suspended the same way.
+// restoring is suspended the same way. A task whose stores all reached their
+// end, and whose DB is leaving bulk load mode, is not suspended: Remove and
+// the end of Run wait for it, and Done reports its outcome.
 //
 // If the changelog changes under a running restore, the task starts over from
 // the log start with a wiped DB: when the log start offset passes the restore
