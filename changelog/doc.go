@@ -106,10 +106,10 @@
 // the usual transactional log at once; in every other case a partition that
 // delivers nothing for RestorerOptions.TailProbeAfter is probed: one
 // read-committed fetch sent straight to the partition leader tells whether
-// any committed record remains before the end offset. When one does, the
-// client is only slow (a busy broker or machine): the partition's next
-// probes wait twice as long each time, until records past the one found
-// arrive.
+// any committed record remains before the end offset. A partition whose
+// deliveries pause longer (a busy broker or machine) is probed only after
+// twice its longest pause so far, and after a probe that finds records the
+// next one waits twice as long, until records arrive.
 //
 // The end offset is fixed when the task is added. Under exactly-once the
 // runtime adds a task once the group's committed offsets are stable (KIP-447),

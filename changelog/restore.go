@@ -242,7 +242,10 @@ type storeState struct {
 	lastProbe    time.Time
 	probing      bool
 	probeFails   int
-	probeNext    int64 // a committed record the last probe found at or after pos
+	// maxGap is the longest time between two deliveries of records so
+	// far: a partition is probed only once it is silent for longer.
+	maxGap    time.Duration
+	delivered bool // records were delivered since the restore began
 }
 
 // restoreLogEvery spaces the progress log lines of a long restore.
@@ -791,12 +794,12 @@ func (r *Restorer) apply(s *storeState, recs []*kgo.Record, now time.Time) {
 		}
 	}
 	t.dirty = true
-	s.lastProgress = now
-	if s.pos > s.probeNext {
-		// Until then, the client was only slow to deliver what a
-		// probe saw; probing it as often again would be wasted.
-		s.probeFails = 0
+	if s.delivered {
+		s.maxGap = max(s.maxGap, now.Sub(s.lastProgress))
 	}
+	s.delivered = true
+	s.lastProgress = now
+	s.probeFails = 0
 	if s.pos >= s.end {
 		r.storeDone(s)
 	}
