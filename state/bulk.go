@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -15,9 +16,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/objstorage"
 	"github.com/cockroachdb/pebble/v2/sstable"
-	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Bulk load mode of a Pebble DB (see BulkLoader and the package
@@ -403,12 +403,12 @@ func (c *bulkChunk) writeTo(w *sstable.Writer, fresh bool) (bool, error) {
 // writeTable writes an sstable to path with fill, which reports whether it
 // added anything; an empty table is removed.
 func writeTable(path string, wopt sstable.WriterOptions, fill func(*sstable.Writer) (bool, error)) (bool, error) {
-	f, err := vfs.Default.Create(path, vfs.WriteCategoryUnspecified)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return false, err
 	}
 	// Closing the writer syncs and closes the file, as ingestion requires.
-	w := sstable.NewWriter(objstorageprovider.NewFileWritable(f), wopt)
+	w := sstable.NewWriter(&tableFile{f: f, bw: bufio.NewWriterSize(f, tableBufSize)}, wopt)
 	wrote, err := fill(w)
 	if cerr := w.Close(); err == nil {
 		err = cerr
@@ -418,6 +418,35 @@ func writeTable(path string, wopt sstable.WriterOptions, fill func(*sstable.Writ
 	}
 	return wrote, err
 }
+
+// tableBufSize is the write buffer of a table file. The writer hands over
+// every block (4 KiB by default) on its own; Pebble's file writable buffers
+// no more than that, one system call per block.
+const tableBufSize = 256 << 10
+
+// tableFile is the objstorage.Writable of a table file.
+type tableFile struct {
+	f  *os.File
+	bw *bufio.Writer
+}
+
+func (t *tableFile) Write(p []byte) error {
+	_, err := t.bw.Write(p)
+	return err
+}
+
+// Finish flushes, syncs and closes the file.
+func (t *tableFile) Finish() error {
+	err := t.bw.Flush()
+	if err == nil {
+		err = t.f.Sync()
+	}
+	return errors.Join(err, t.f.Close())
+}
+
+func (t *tableFile) Abort() { t.f.Close() }
+
+var _ objstorage.Writable = (*tableFile)(nil)
 
 // removeBulkFiles deletes the sstables a load left in dir when it crashed
 // before ingesting them.
