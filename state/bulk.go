@@ -236,9 +236,9 @@ func (b *bulkLoad) apply(db *pebble.DB, w *WriteSet, cp []byte, sync bool) error
 		// Growing a buffer of megabytes by appending copies it again
 		// and again; it is reused for the chunks that follow. The
 		// entries get their share for writes of 100 bytes.
-		n := b.env.bulkChunkBytes()
-		b.cur.data = make([]byte, 0, n)
-		b.cur.ents = make([]bulkEnt, 0, n/(100+bulkEntSize))
+		size := b.env.bulkChunkBytes()
+		b.cur.data = make([]byte, 0, size)
+		b.cur.ents = make([]bulkEnt, 0, size/(100+bulkEntSize))
 	}
 	before := b.cur.size()
 	b.cur.add(w, cp)
@@ -272,11 +272,12 @@ func (b *bulkLoad) seal(db *pebble.DB) error {
 		b.fresh = false
 	}
 	paths := [2]string{b.path(), b.path()}
+	wopt := b.wopt
 	bb := &bulkBuild{chunk: c, done: make(chan struct{})}
 	b.inflight = bb
 	go func() {
 		defer close(bb.done)
-		bb.err = buildAndIngest(db, c, b.wopt, fresh, paths)
+		bb.err = buildAndIngest(db, c, wopt, fresh, paths)
 	}()
 	return nil
 }
