@@ -57,8 +57,10 @@
 // untrusted store makes every store of the task restore from the start.
 // A wiped DB that implements state.BulkLoader (Pebble does) and has at least
 // RestorerOptions.BulkLoadRecords records to replay is filled in bulk load
-// mode, which defers compactions until the restore ends; the mode ends when
-// the task completes, is suspended or fails.
+// mode, in which a Pebble DB sorts the restored writes in memory and ingests
+// them as sstables, and defers compactions until the restore ends (see the
+// state package); the mode ends when the task completes, is suspended or
+// fails.
 //
 // A partition whose store reached its end is paused in the client, and only
 // removed from it once no partition is left to restore (or before it is
@@ -92,7 +94,9 @@
 //     of the positions it reaches, so that progress survives a rebalance;
 //     a store whose checkpoint is at the end offset replays nothing;
 //  4. when every store reached its end, writes the final checkpoint, syncs
-//     the DB once and calls Request.Done.
+//     the DB once and calls Request.Done. A DB in bulk load mode leaves it
+//     (and syncs) on a goroutine of its own, so that the records of the
+//     other tasks keep flowing meanwhile; Done follows once it returned.
 //
 // Only committed records are replayed: the client skips aborted records and
 // transaction markers. It does not say how far it got past them, so a
@@ -102,7 +106,10 @@
 // the usual transactional log at once; in every other case a partition that
 // delivers nothing for RestorerOptions.TailProbeAfter is probed: one
 // read-committed fetch sent straight to the partition leader tells whether
-// any committed record remains before the end offset.
+// any committed record remains before the end offset. A partition whose
+// deliveries pause longer (a busy broker or machine) is probed only after
+// twice its longest pause so far, and after a probe that finds records the
+// next one waits twice as long, until records arrive.
 //
 // The end offset is fixed when the task is added. Under exactly-once the
 // runtime adds a task once the group's committed offsets are stable (KIP-447),
@@ -114,7 +121,9 @@
 // ErrSuspended, and the returned channel closes once the Restorer no longer
 // touches the DB, at the latest after the poll in progress. A later Add
 // resumes from the checkpoint. When Run's context ends, every task still
-// restoring is suspended the same way.
+// restoring is suspended the same way. A task whose stores all reached their
+// end, and whose DB is leaving bulk load mode, is not suspended: Remove and
+// the end of Run wait for it, and Done reports its outcome.
 //
 // If the changelog changes under a running restore, the task starts over from
 // the log start with a wiped DB: when the log start offset passes the restore

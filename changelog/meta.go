@@ -167,11 +167,14 @@ const (
 	probeMaxBytes = 64 << 10
 )
 
-// probeIdle starts probes for partitions that delivered nothing for a while.
+// probeIdle starts probes for partitions that delivered nothing for a while:
+// TailProbeAfter, or twice the longest pause between two of their deliveries
+// so far if that is longer (up to maxProbeBackoff), since a client that is
+// merely slow (a busy broker or machine) pauses as long again.
 func (r *Restorer) probeIdle(now time.Time) {
 	after := r.opts.TailProbeAfter
 	for _, s := range r.parts {
-		if !s.consuming || s.probing || now.Sub(s.lastProgress) < after {
+		if !s.consuming || s.probing || now.Sub(s.lastProgress) < min(max(after, 2*s.maxGap), maxProbeBackoff) {
 			continue
 		}
 		wait := min(after<<min(s.probeFails, 8), maxProbeBackoff)

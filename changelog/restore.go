@@ -180,14 +180,15 @@ const (
 	evRemove
 	evMeta
 	evProbe
+	evEnded
 )
 
 type event struct {
 	kind  eventKind
 	req   Request       // evAdd
-	task  string        // evRemove, evMeta, evProbe
+	task  string        // evRemove, evMeta, evProbe, evEnded
 	wait  chan struct{} // evRemove
-	gen   uint64        // evMeta, evProbe
+	gen   uint64        // evMeta, evProbe, evEnded
 	meta  *taskMeta     // evMeta
 	err   error         // evMeta, evProbe
 	probe probeResult   // evProbe
@@ -211,6 +212,10 @@ type task struct {
 	dirty      bool // positions moved since the last Apply
 	stopping   bool // a Remove is queued: apply nothing more
 	restarts   int  // restarts from the log start within this Add
+	// ending is closed when the background end of bulk load mode of a
+	// task whose stores all reached their end returns, with endErr.
+	ending chan struct{}
+	endErr error
 }
 
 // maxRestarts bounds how often one restore starts over because the log
@@ -237,6 +242,10 @@ type storeState struct {
 	lastProbe    time.Time
 	probing      bool
 	probeFails   int
+	// maxGap is the longest time between two deliveries of records so
+	// far: a partition is probed only once it is silent for longer.
+	maxGap    time.Duration
+	delivered bool // records were delivered since the restore began
 }
 
 // restoreLogEvery spaces the progress log lines of a long restore.
@@ -303,7 +312,8 @@ func (r *Restorer) Add(req Request) {
 // the task's Done is called with an error wrapping ErrSuspended, and the
 // returned channel is closed once the Restorer no longer touches the DB
 // (within one poll; at once if the task is unknown). A later Add resumes from
-// the checkpoint.
+// the checkpoint. A task that reached the end of every store and only
+// leaves bulk load mode is waited for instead, and Done reports its outcome.
 func (r *Restorer) Remove(task string) (wait <-chan struct{}) {
 	ch := make(chan struct{})
 	if !r.enqueue(event{kind: evRemove, task: task, wait: ch}) {
@@ -449,7 +459,12 @@ func (r *Restorer) handle(ev event) {
 	case evAdd:
 		r.handleAdd(ev.req)
 	case evRemove:
-		if t := r.tasks[ev.task]; t != nil {
+		switch t := r.tasks[ev.task]; {
+		case t == nil:
+		case t.ending != nil:
+			// Restored already: only the end of bulk load mode is left.
+			r.finish(t)
+		default:
 			r.suspend(t, fmt.Errorf("%w: task %q removed", ErrSuspended, ev.task))
 		}
 		close(ev.wait)
@@ -457,6 +472,10 @@ func (r *Restorer) handle(ev event) {
 		r.handleMeta(ev)
 	case evProbe:
 		r.handleProbe(ev)
+	case evEnded:
+		if t := r.tasks[ev.task]; t != nil && t.gen == ev.gen && t.ending != nil {
+			r.finish(t)
+		}
 	}
 }
 
@@ -775,6 +794,10 @@ func (r *Restorer) apply(s *storeState, recs []*kgo.Record, now time.Time) {
 		}
 	}
 	t.dirty = true
+	if s.delivered {
+		s.maxGap = max(s.maxGap, now.Sub(s.lastProgress))
+	}
+	s.delivered = true
 	s.lastProgress = now
 	s.probeFails = 0
 	if s.pos >= s.end {
@@ -900,14 +923,56 @@ func (r *Restorer) complete(t *task) {
 		r.fail(t, err)
 		return
 	}
-	if err := r.endBulk(t); err != nil {
-		r.fail(t, err)
+	if t.bulk {
+		// Ending bulk load mode writes the last table and reopens the
+		// DB. In the background, it does not hold up the records of the
+		// other tasks (which all tend to reach their ends together).
+		// The task stays until it returns; nothing else touches the DB.
+		t.bulk = false
+		ending := make(chan struct{})
+		t.ending = ending
+		db, name, gen := t.req.DB, t.req.Task, t.gen
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			t.endErr = endBulkAndSync(db, name)
+			close(ending)
+			r.enqueue(event{kind: evEnded, task: name, gen: gen})
+		}()
 		return
 	}
 	if err := t.req.DB.Sync(); err != nil {
 		r.fail(t, fmt.Errorf("changelog: task %q: sync: %w", t.req.Task, err))
 		return
 	}
+	r.succeed(t)
+}
+
+// endBulkAndSync ends the bulk load mode of a restored task's DB.
+func endBulkAndSync(db state.DB, task string) error {
+	if err := db.(state.BulkLoader).EndBulkLoad(); err != nil {
+		return fmt.Errorf("changelog: task %q: end bulk load: %w", task, err)
+	}
+	if err := db.Sync(); err != nil {
+		return fmt.Errorf("changelog: task %q: sync: %w", task, err)
+	}
+	return nil
+}
+
+// finish waits for the background end of bulk load mode of a restored task
+// and reports the outcome.
+func (r *Restorer) finish(t *task) {
+	<-t.ending
+	t.ending = nil
+	if t.endErr != nil {
+		r.fail(t, t.endErr)
+		return
+	}
+	r.succeed(t)
+}
+
+// succeed reports a task whose stores all reached their end, synced.
+func (r *Restorer) succeed(t *task) {
 	delete(r.tasks, t.req.Task)
 	res := r.result(t, nil)
 	if res.Total > 0 {
@@ -1066,6 +1131,10 @@ func (r *Restorer) shutdown(cause error) {
 	r.events = nil
 	r.mu.Unlock()
 	for _, t := range r.tasks {
+		if t.ending != nil {
+			r.finish(t)
+			continue
+		}
 		r.suspend(t, cause)
 	}
 	for _, ev := range evs {

@@ -915,6 +915,8 @@ type bulkSpy struct {
 	begins  int
 	inBulk  int // Applies in bulk load mode
 	outBulk int // Applies in normal mode
+	// onEnd, if set, runs first in EndBulkLoad and returns its error.
+	onEnd func() error
 }
 
 func (d *bulkSpy) BeginBulkLoad() error {
@@ -928,10 +930,14 @@ func (d *bulkSpy) BeginBulkLoad() error {
 }
 
 func (d *bulkSpy) EndBulkLoad() error {
+	var err error
+	if d.onEnd != nil {
+		err = d.onEnd()
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.bulk = false
-	return nil
+	return err
 }
 
 func (d *bulkSpy) Apply(w *state.WriteSet, cp *state.Checkpoint, sync bool) error {
@@ -1037,4 +1043,77 @@ func TestRestoreBulkLoad(t *testing.T) {
 		t.Errorf("20,000 records below BulkLoadRecords: begins=%d applies in bulk=%d", begins, inBulk)
 	}
 	checkStore(t, plain, "s", l.model(0))
+}
+
+// TestRestoreBulkEndInBackground: a task whose stores reached their end
+// leaves bulk load mode in the background. Meanwhile other tasks restore
+// and complete; a Remove waits for it and Done reports success; an error of
+// EndBulkLoad fails the task.
+func TestRestoreBulkEndInBackground(t *testing.T) {
+	e := newEnv(t)
+	var scs []StoreChangelog
+	var logs []*changelogLog
+	for i, name := range []string{"a", "b", "c"} {
+		topic := TopicName("bulkend", name)
+		e.createTopic(topic, 1, nil)
+		l := &changelogLog{topic: topic, part: 0}
+		e.produce(l, rand.New(rand.NewPCG(51, uint64(i))), 3_000, 500)
+		logs = append(logs, l)
+		scs = append(scs, StoreChangelog{Store: "s", Topic: topic, Partition: 0})
+	}
+	r := NewRestorer(e.restoreClient(false), e.adm, RestorerOptions{BatchRecords: 500, BulkLoadRecords: 1})
+	runRestorer(t, r)
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	a := &bulkSpy{DB: state.NewMemory(), onEnd: func() error {
+		close(entered)
+		<-release
+		return nil
+	}}
+	resA := add(r, "a", a, scs[0])
+	select {
+	case <-entered:
+	case <-time.After(testTimeout):
+		t.Fatal("task a did not leave bulk load mode")
+	}
+	select {
+	case res := <-resA:
+		t.Fatalf("Done before EndBulkLoad returned: %+v", res)
+	default:
+	}
+
+	// Another task restores to its end while a's EndBulkLoad blocks.
+	b := &bulkSpy{DB: state.NewMemory()}
+	if res := restore(t, r, "b", b, scs[1]); res.Err != nil || !res.Wiped {
+		t.Fatalf("task b: err=%v wiped=%v", res.Err, res.Wiped)
+	}
+	checkStore(t, b, "s", logs[1].model(0))
+
+	// Remove waits for the end of a, which completed its restore.
+	gone := r.Remove("a")
+	select {
+	case <-gone:
+		t.Fatal("Remove returned while EndBulkLoad runs")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-gone:
+	case <-time.After(testTimeout):
+		t.Fatal("Remove did not return")
+	}
+	if res := wait(t, resA); res.Err != nil || res.Total == 0 {
+		t.Fatalf("task a: err=%v total=%d", res.Err, res.Total)
+	}
+	if bulk, _, _, _ := a.snapshot(); bulk {
+		t.Fatal("task a still in bulk load mode")
+	}
+	checkStore(t, a, "s", logs[0].model(0))
+
+	// A failed EndBulkLoad fails the task.
+	boom := errors.New("boom")
+	c := &bulkSpy{DB: state.NewMemory(), onEnd: func() error { return boom }}
+	if res := wait(t, add(r, "c", c, scs[2])); !errors.Is(res.Err, boom) {
+		t.Fatalf("task c: err=%v, want %v", res.Err, boom)
+	}
 }

@@ -655,7 +655,7 @@ func TestPebbleLoggerFatalPanics(t *testing.T) {
 // flushes and checks that reads, the checkpoint, Sync, Wipe and Close keep
 // their meaning in it and after it.
 func TestPebbleBulkLoad(t *testing.T) {
-	env := NewEnv(EnvOptions{CacheBytes: 32 << 20, MemTableSize: 1 << 20, BulkMemTableSize: 2 << 20, Logger: slog.New(slog.DiscardHandler)})
+	env := NewEnv(EnvOptions{CacheBytes: 32 << 20, MemTableSize: 1 << 20, BulkLoadBytes: 2 << 20, Logger: slog.New(slog.DiscardHandler)})
 	t.Cleanup(func() { env.Close() })
 	dir := filepath.Join(t.TempDir(), "task")
 	db := openPebble(t, env, dir)

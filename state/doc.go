@@ -44,9 +44,37 @@
 // less of it is left for caching blocks. NewMemory returns an in-memory DB with the same semantics,
 // for tests and for state that is cheap to rebuild.
 //
-// A Pebble DB also implements BulkLoader: while a restore fills it from
-// scratch it runs without a WAL and without compactions, flushing large
-// memtables into L0, and compacts once, in the background, after the load.
+// # Bulk load
+//
+// A Pebble DB also implements BulkLoader, for a restore that fills it from
+// scratch. In bulk load mode nothing goes through the memtable: Apply
+// copies the writes into an in-memory chunk, and a full chunk is sorted
+// by key (for a key, the last write wins; a delete is dropped while no
+// data predates the chunk, and kept as a tombstone otherwise), written as
+// an sstable with the DB's own table format and options, and ingested.
+// The sort, the writing and the ingestion run on a goroutine of their own
+// while the next chunk fills. The checkpoint of a chunk's last Apply is
+// written to a second, one-key sstable ingested with the data in the same
+// atomic Ingest, so a crash leaves the writes of a prefix of the Applies
+// with the checkpoint of the last of them; writes still buffered are
+// lost, as their checkpoint is. Reads, Sync, Close and EndBulkLoad ingest
+// what is buffered first.
+//
+// The chunks of every DB of an Env in bulk load mode share
+// EnvOptions.BulkLoadBytes: with N DBs loading, each seals its chunk at
+// BulkLoadBytes/(2N), since it fills one while the previous one is
+// written. Chunks of keys that arrive in order (a table loaded key by
+// key) do not overlap and land side by side in the last level; those of
+// keys in no order stack up level by level and then in L0. Compactions
+// are off during the load and merge them once, in the background, after
+// EndBulkLoad.
+//
+// A table that cannot be written or ingested ends the load: the DB keeps
+// what was ingested before, every later Apply (and read) fails with the
+// error, and EndBulkLoad reports it after switching back to normal mode.
+//
+// Wipe of a DB that holds no key at all (the first start of a task) keeps
+// its Pebble instance instead of creating a new one.
 //
 // A DB has one writer (the task) and any number of concurrent readers
 // (interactive queries). Iterators read a snapshot taken at their

@@ -11,10 +11,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // Defaults for EnvOptions.
@@ -30,9 +30,6 @@ const (
 	// DefaultMaxOpenFiles is the default number of table files kept open
 	// across all DBs of an Env.
 	DefaultMaxOpenFiles = 1000
-	// DefaultBulkMemTableSize is the default memtable size of a DB in bulk
-	// load mode (see BulkLoader).
-	DefaultBulkMemTableSize = 32 << 20
 )
 
 // wipeSuffix names the directory a DB is moved to while Wipe deletes it.
@@ -54,10 +51,16 @@ type EnvOptions struct {
 	// MaxOpenFiles bounds the table files kept open across every DB of the
 	// Env (default DefaultMaxOpenFiles).
 	MaxOpenFiles int
-	// BulkMemTableSize is the memtable size of a DB in bulk load mode
-	// (default DefaultBulkMemTableSize). Larger memtables mean fewer,
-	// larger table files for the compaction that follows the load.
-	BulkMemTableSize uint64
+	// BulkLoadBytes bounds the memory in which the DBs of the Env that are
+	// in bulk load mode (see BulkLoader) buffer their writes, all of them
+	// together (default DefaultBulkLoadBytes); it comes on top of
+	// CacheBytes. With N DBs loading, each writes its buffer to a table
+	// once it holds BulkLoadBytes/(2N) and fills a second buffer while
+	// that table is written and ingested. A buffer holds at least 1 MiB,
+	// so more than BulkLoadBytes/(2 MiB) DBs loading at once use more.
+	// Larger buffers make fewer, larger tables, and fewer of them overlap
+	// (the compaction after the load merges those that do).
+	BulkLoadBytes int64
 	// Logger receives Pebble's messages: informational ones at debug level,
 	// errors at error level (default slog.Default()).
 	Logger *slog.Logger
@@ -67,10 +70,14 @@ type EnvOptions struct {
 // block cache and the open-file cache, so that memory and file descriptors
 // are bounded per instance rather than per task, and the logger.
 type Env struct {
-	log              *slog.Logger
-	memTableSize     uint64
-	bulkMemTableSize uint64
-	maxOpenFiles     int
+	log           *slog.Logger
+	memTableSize  uint64
+	bulkLoadBytes int64
+	maxOpenFiles  int
+
+	// bulkActive counts the DBs in bulk load mode, which share
+	// bulkLoadBytes.
+	bulkActive atomic.Int64
 
 	// mu makes Close wait for Opens in progress, which use the caches.
 	mu        sync.RWMutex
@@ -90,20 +97,28 @@ func NewEnv(opts EnvOptions) *Env {
 	if opts.MaxOpenFiles <= 0 {
 		opts.MaxOpenFiles = DefaultMaxOpenFiles
 	}
-	if opts.BulkMemTableSize == 0 {
-		opts.BulkMemTableSize = DefaultBulkMemTableSize
+	if opts.BulkLoadBytes <= 0 {
+		opts.BulkLoadBytes = DefaultBulkLoadBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
 	return &Env{
-		log:              opts.Logger,
-		memTableSize:     opts.MemTableSize,
-		bulkMemTableSize: opts.BulkMemTableSize,
-		maxOpenFiles:     opts.MaxOpenFiles,
-		cache:            pebble.NewCache(opts.CacheBytes),
-		fileCache:        pebble.NewFileCache(runtime.GOMAXPROCS(0), pebble.FileCacheSize(opts.MaxOpenFiles)),
+		log:           opts.Logger,
+		memTableSize:  opts.MemTableSize,
+		bulkLoadBytes: opts.BulkLoadBytes,
+		maxOpenFiles:  opts.MaxOpenFiles,
+		cache:         pebble.NewCache(opts.CacheBytes),
+		fileCache:     pebble.NewFileCache(runtime.GOMAXPROCS(0), pebble.FileCacheSize(opts.MaxOpenFiles)),
 	}
+}
+
+// bulkChunkBytes is the size at which a DB in bulk load mode writes its
+// buffered writes to a table: its share of bulkLoadBytes, for a buffer
+// filling and one being written.
+func (e *Env) bulkChunkBytes() int {
+	n := max(e.bulkActive.Load(), 1)
+	return int(max(e.bulkLoadBytes/(2*n), minBulkChunk))
 }
 
 // Close releases the Env's references to the shared caches. A DB still open
@@ -136,16 +151,20 @@ func (e *Env) Open(dir string) (DB, error) {
 	if err := os.RemoveAll(dir + wipeSuffix); err != nil {
 		return nil, fmt.Errorf("state: removing leftover of wipe: %w", err)
 	}
+	// A crash during a bulk load leaves the tables it did not ingest.
+	if err := removeBulkFiles(dir); err != nil {
+		return nil, fmt.Errorf("state: removing leftover of bulk load: %w", err)
+	}
 	log := e.log.With("dir", dir)
-	pdb, err := e.openPebble(dir, log, false)
-	if err != nil {
+	d := &pebbleDB{env: e, dir: dir, log: log}
+	if err := d.open(false); err != nil {
 		return nil, err
 	}
 	// The DB's own references keep the caches valid for the reopen in Wipe
 	// even after Env.Close.
 	e.cache.Ref()
 	e.fileCache.Ref()
-	return &pebbleDB{env: e, dir: dir, log: log, db: pdb, wb: pdb.NewBatch()}, nil
+	return d, nil
 }
 
 func (e *Env) release() {
@@ -153,12 +172,13 @@ func (e *Env) release() {
 	e.cache.Unref()
 }
 
-// openPebble opens the Pebble DB in dir, in bulk load mode if bulk.
-func (e *Env) openPebble(dir string, log *slog.Logger, bulk bool) (*pebble.DB, error) {
+// openPebble opens the Pebble DB in dir, in bulk load mode if bulk. It
+// returns the options it was opened with, defaults filled in.
+func (e *Env) openPebble(dir string, log *slog.Logger, bulk bool) (*pebble.DB, *pebble.Options, error) {
 	// Pebble creates its files 0666 minus umask; the 0700 directory is what
 	// keeps other users out of the state.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+		return nil, nil, fmt.Errorf("state: %w", err)
 	}
 	opts := &pebble.Options{
 		Cache:        e.cache,
@@ -177,35 +197,27 @@ func (e *Env) openPebble(dir string, log *slog.Logger, bulk bool) (*pebble.DB, e
 	// anyway).
 	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	if bulk {
-		// A restore from scratch writes every key once, in no order.
-		// Compacting while it runs rewrites the same data again and
-		// again (most of a cold restore's CPU with 4 MiB memtables), so
-		// the load only flushes large memtables into L0, and the
-		// compaction runs once, after EndBulkLoad reopens the DB. The
-		// WAL is redundant: the changelog is the log, and a crash in the
-		// middle loses whole flushed memtables at most, each with the
-		// checkpoint written in the same batch as its last data.
-		opts.MemTableSize = e.bulkMemTableSize
+		// A load ingests tables (see bulk.go); those of a load whose
+		// keys arrive in no order overlap each other and stack up
+		// level by level, then in L0. Compacting them while the load
+		// runs would rewrite the same data again and again, so the
+		// compaction runs once, after EndBulkLoad reopens the DB.
 		opts.DisableAutomaticCompactions = true
-		opts.DisableWAL = true
 		// Without compactions L0 only grows; the default limit would
 		// stop writes for good.
 		opts.L0StopWritesThreshold = math.MaxInt32
 		opts.L0CompactionThreshold = math.MaxInt32
-		// The load writes L0 files only, and the compaction after it
-		// rewrites them: compressing them would be wasted work. The
-		// levels below keep Pebble's default (they would inherit L0's).
-		opts.Levels[0].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
-		opts.Levels[1].Compression = func() *sstable.CompressionProfile { return sstable.SnappyCompression }
 	}
+	// The bulk load writes tables with the options Pebble uses.
+	opts.EnsureDefaults()
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		if pebble.IsCorruptionError(err) {
-			return nil, fmt.Errorf("%w: opening %s: %w", ErrCorrupt, dir, err)
+			return nil, nil, fmt.Errorf("%w: opening %s: %w", ErrCorrupt, dir, err)
 		}
-		return nil, fmt.Errorf("state: opening %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("state: opening %s: %w", dir, err)
 	}
-	return db, nil
+	return db, opts, nil
 }
 
 // pebbleLogger routes Pebble's logging to slog, which would otherwise go to
@@ -238,8 +250,8 @@ type pebbleDB struct {
 	dir string
 	log *slog.Logger
 
-	// wmu serializes writers, which share wb. The DB contract allows only
-	// one writer, but a misuse should not corrupt a batch.
+	// wmu serializes writers, which share wb and bl. The DB contract
+	// allows only one writer, but a misuse should not corrupt a batch.
 	wmu sync.Mutex
 	wb  *pebble.Batch
 
@@ -249,7 +261,11 @@ type pebbleDB struct {
 	mu     sync.RWMutex
 	db     *pebble.DB
 	closed bool
-	bulk   bool // db was opened in bulk load mode
+	// bl is the bulk load state, non-nil while db is in bulk load mode.
+	// It is replaced under both locks and used under wmu; bulk mirrors
+	// bl != nil for readers, which hold neither lock when they check it.
+	bl   *bulkLoad
+	bulk atomic.Bool
 
 	// iters are the open iterators, closed by Close and Wipe since Pebble
 	// cannot close with iterators open. Guarded by itersMu, because
@@ -260,6 +276,9 @@ type pebbleDB struct {
 
 func (d *pebbleDB) Get(store string, key []byte) ([]byte, bool, error) {
 	if err := checkStore(store); err != nil {
+		return nil, false, err
+	}
+	if err := d.settleBulk(); err != nil {
 		return nil, false, err
 	}
 	bp := getKeyBuf()
@@ -289,6 +308,9 @@ func (d *pebbleDB) get(k []byte) ([]byte, bool, error) {
 
 func (d *pebbleDB) NewIter(store string, lower, upper []byte) (Iterator, error) {
 	if err := checkStore(store); err != nil {
+		return nil, err
+	}
+	if err := d.settleBulk(); err != nil {
 		return nil, err
 	}
 	d.mu.RLock()
@@ -332,6 +354,9 @@ func (d *pebbleDB) Apply(w *WriteSet, cp *Checkpoint, sync bool) error {
 	if d.closed {
 		return ErrClosed
 	}
+	if d.bl != nil {
+		return d.applyBulk(w, cpData, sync)
+	}
 	b := d.wb
 	defer b.Reset()
 	if w != nil {
@@ -374,7 +399,45 @@ func (d *pebbleDB) Apply(w *WriteSet, cp *Checkpoint, sync bool) error {
 	return nil
 }
 
+// applyBulk is Apply in bulk load mode. Both locks are held.
+func (d *pebbleDB) applyBulk(w *WriteSet, cp []byte, sync bool) error {
+	if w != nil {
+		// Checked first: a failed Apply writes nothing.
+		for i := range w.Mutations {
+			if err := checkStore(w.Mutations[i].Store); err != nil {
+				return err
+			}
+		}
+	}
+	if (w == nil || w.Len() == 0) && cp == nil {
+		return nil
+	}
+	return d.bl.apply(d.db, w, cp, sync)
+}
+
+// settleBulk makes the writes a DB in bulk load mode buffers visible to
+// reads, by ingesting them.
+func (d *pebbleDB) settleBulk() error {
+	if !d.bulk.Load() {
+		return nil
+	}
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if d.closed {
+		return ErrClosed
+	}
+	if d.bl == nil {
+		return nil
+	}
+	return d.bl.flush(d.db)
+}
+
 func (d *pebbleDB) Checkpoint() (Checkpoint, bool, error) {
+	if err := d.settleBulk(); err != nil {
+		return Checkpoint{}, false, err
+	}
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
@@ -396,17 +459,16 @@ func (d *pebbleDB) Checkpoint() (Checkpoint, bool, error) {
 }
 
 func (d *pebbleDB) Sync() error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
 		return ErrClosed
 	}
-	if d.bulk {
-		// Without a WAL, only table files are durable.
-		if err := d.db.Flush(); err != nil {
-			return fmt.Errorf("state: sync: %w", err)
-		}
-		return nil
+	if d.bl != nil {
+		// Ingested tables are durable.
+		return d.bl.flush(d.db)
 	}
 	// An empty synced write is how Pebble fsyncs the WAL up to every prior
 	// unsynced write, without flushing memtables.
@@ -420,7 +482,9 @@ func (d *pebbleDB) Sync() error {
 // files. Compared to deleting the keyspace in place, the disk space comes
 // back at once (a full restore usually follows, which would otherwise
 // double the usage until compactions catch up) and a crash midway leaves
-// either the old or the new DB, never a mix. Open iterators are ended.
+// either the old or the new DB, never a mix. A DB that holds no key is
+// left as it is. Open iterators are ended either way. A DB in bulk load
+// mode stays in it, its buffered writes dropped.
 func (d *pebbleDB) Wipe() error {
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
@@ -429,9 +493,27 @@ func (d *pebbleDB) Wipe() error {
 	if d.closed {
 		return ErrClosed
 	}
-	if err := d.closePebble(false); err != nil {
-		d.closed = true
-		d.env.release()
+	bulk := d.bl != nil
+	if bulk {
+		d.bl.discard()
+	}
+	has, err := hasKey(d.db, nil)
+	if err != nil {
+		return fmt.Errorf("state: wipe: %w", err)
+	}
+	if !has {
+		// Nothing to delete, as on the first start of a task: a new
+		// Pebble DB would only cost the creation of its files.
+		if bulk {
+			d.bl.restart()
+		}
+		if err := d.closeIters(); err != nil {
+			return fmt.Errorf("state: wipe: %w", err)
+		}
+		return nil
+	}
+	if err := d.closePebble(); err != nil {
+		d.fail()
 		return err
 	}
 	trash := d.dir + wipeSuffix
@@ -441,13 +523,10 @@ func (d *pebbleDB) Wipe() error {
 	}
 	// After a failed rename this reopens the old data, so the DB stays
 	// usable and the caller learns that it was not wiped.
-	db, err := d.env.openPebble(d.dir, d.log, d.bulk)
-	if err != nil {
-		d.closed = true
-		d.env.release()
+	if err := d.open(bulk); err != nil {
+		d.fail()
 		return errors.Join(werr, err)
 	}
-	d.db, d.wb = db, db.NewBatch()
 	if werr != nil {
 		return fmt.Errorf("state: wipe: %w", werr)
 	}
@@ -458,13 +537,58 @@ func (d *pebbleDB) Wipe() error {
 	return nil
 }
 
+// open opens the Pebble DB of d.dir, in bulk load mode if bulk, with a
+// fresh bulk load state. mu must be write-locked and db closed.
+func (d *pebbleDB) open(bulk bool) error {
+	db, opts, err := d.env.openPebble(d.dir, d.log, bulk)
+	if err != nil {
+		return err
+	}
+	var bl *bulkLoad
+	if bulk {
+		if bl, err = newBulkLoad(d.env, d.dir, db, opts); err != nil {
+			return errors.Join(err, db.Close())
+		}
+	}
+	d.db, d.wb = db, db.NewBatch()
+	d.setBulkLoad(bl)
+	return nil
+}
+
+// setBulkLoad replaces the bulk load state, keeping the Env's count of
+// loading DBs.
+func (d *pebbleDB) setBulkLoad(bl *bulkLoad) {
+	switch {
+	case d.bl == nil && bl != nil:
+		d.env.bulkActive.Add(1)
+	case d.bl != nil && bl == nil:
+		d.env.bulkActive.Add(-1)
+	}
+	if d.bl != nil {
+		d.bl.release()
+	}
+	d.bl = bl
+	d.bulk.Store(bl != nil)
+}
+
+// fail marks d closed after its Pebble DB could not be reopened.
+func (d *pebbleDB) fail() {
+	d.closed = true
+	d.setBulkLoad(nil)
+	d.env.release()
+}
+
 func (d *pebbleDB) ApproximateSize() int64 {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	if d.closed {
 		return 0
 	}
-	return int64(d.db.Metrics().DiskSpaceUsage())
+	size := int64(d.db.Metrics().DiskSpaceUsage())
+	if d.bl != nil {
+		size += d.bl.buffered.Load()
+	}
+	return size
 }
 
 func (d *pebbleDB) Close() error {
@@ -475,10 +599,16 @@ func (d *pebbleDB) Close() error {
 	if d.closed {
 		return ErrClosed
 	}
+	var berr error
+	if d.bl != nil {
+		// Ingested, the buffered writes are durable.
+		berr = d.bl.flush(d.db)
+	}
 	d.closed = true
-	err := d.closePebble(true)
+	d.setBulkLoad(nil)
+	err := d.closePebble()
 	d.env.release()
-	return err
+	return errors.Join(berr, err)
 }
 
 var _ BulkLoader = (*pebbleDB)(nil)
@@ -486,7 +616,9 @@ var _ BulkLoader = (*pebbleDB)(nil)
 // BeginBulkLoad implements BulkLoader.
 func (d *pebbleDB) BeginBulkLoad() error { return d.setBulk(true) }
 
-// EndBulkLoad implements BulkLoader.
+// EndBulkLoad implements BulkLoader. If a table of the load could not be
+// ingested, it returns that error, and the DB, back in normal mode, holds
+// the writes applied before that table's.
 func (d *pebbleDB) EndBulkLoad() error { return d.setBulk(false) }
 
 // setBulk reopens db in or out of bulk load mode. Pebble reads these options
@@ -499,32 +631,38 @@ func (d *pebbleDB) setBulk(on bool) error {
 	if d.closed {
 		return ErrClosed
 	}
-	if d.bulk == on {
+	if (d.bl != nil) == on {
 		return nil
 	}
-	if err := d.closePebble(true); err != nil {
-		d.closed = true
-		d.env.release()
-		return err
+	var berr error
+	if d.bl != nil {
+		berr = d.bl.flush(d.db)
 	}
-	db, err := d.env.openPebble(d.dir, d.log, on)
-	if err != nil {
-		d.closed = true
-		d.env.release()
-		return err
+	if err := d.closePebble(); err != nil {
+		d.fail()
+		return errors.Join(berr, err)
 	}
-	d.db, d.wb, d.bulk = db, db.NewBatch(), on
+	if err := d.open(on); err != nil {
+		d.fail()
+		return errors.Join(berr, err)
+	}
+	return berr
+}
+
+// closePebble ends every iterator and closes db. mu must be write-locked,
+// and the bulk load's writes ingested or discarded.
+func (d *pebbleDB) closePebble() error {
+	errs := []error{d.closeIters(), d.wb.Close(), d.db.Close()}
+	d.db, d.wb = nil, nil
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("state: close: %w", err)
+	}
 	return nil
 }
 
-// closePebble ends every iterator and closes db. mu must be write-locked.
-// keep flushes the memtables of a DB in bulk load mode first, which has no
-// WAL to recover them from; a Wipe does not need them.
-func (d *pebbleDB) closePebble(keep bool) error {
+// closeIters ends every open iterator. mu must be write-locked.
+func (d *pebbleDB) closeIters() error {
 	var errs []error
-	if keep && d.bulk {
-		errs = append(errs, d.db.Flush())
-	}
 	d.itersMu.Lock()
 	for it := range d.iters {
 		errs = append(errs, it.it.Close())
@@ -532,12 +670,20 @@ func (d *pebbleDB) closePebble(keep bool) error {
 	}
 	clear(d.iters)
 	d.itersMu.Unlock()
-	errs = append(errs, d.wb.Close(), d.db.Close())
-	d.db, d.wb = nil, nil
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("state: close: %w", err)
+	return errors.Join(errs...)
+}
+
+// hasKey reports whether db holds a key at or above lower (nil: any key).
+func hasKey(db *pebble.DB, lower []byte) (bool, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lower})
+	if err != nil {
+		return false, err
 	}
-	return nil
+	has := it.First()
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return false, err
+	}
+	return has, nil
 }
 
 // pebbleIter strips the store prefix from a Pebble iterator. Each step

@@ -89,14 +89,18 @@ type DB interface {
 
 // BulkLoader is implemented by DBs that can load faster while they are
 // being filled from scratch, as a restore after a Wipe does. Between
-// BeginBulkLoad and EndBulkLoad the DB may defer work (Pebble: compactions)
-// until the end and may keep no log of its own: Apply is still atomic, but
-// after a crash the DB may hold fewer of the applied writes than Sync would
-// otherwise guarantee (never a write without the checkpoint applied with
-// it). Reads are correct but may be slower. Both calls end open iterators,
-// like Wipe; Sync and Close keep every applied write. EndBulkLoad returns
-// once the DB is back in its normal mode; the deferred work then runs in
-// the background.
+// BeginBulkLoad and EndBulkLoad the DB may buffer writes and defer work
+// (Pebble: compactions) until the end, and may keep no log of its own:
+// Apply is still atomic, but after a crash the DB may hold fewer of the
+// applied writes than Sync would otherwise guarantee: the writes of the
+// Applies up to some point, with the checkpoint of the last of them (never
+// a write without the checkpoint applied with it, nor a checkpoint without
+// the writes applied before it). Reads are correct but may be slower. Both
+// calls end open iterators, like Wipe; Sync and Close keep every applied
+// write. An error of deferred work ends the load: later Applies fail, and
+// EndBulkLoad returns the error with the DB back in normal mode, holding
+// the writes up to the failed one. EndBulkLoad returns once the DB is back
+// in its normal mode; the deferred work then runs in the background.
 type BulkLoader interface {
 	// BeginBulkLoad switches the DB to bulk load mode (a no-op if it is
 	// in it already).
