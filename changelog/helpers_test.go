@@ -250,6 +250,7 @@ type recListener struct {
 	ends      map[string]int64    // store -> total
 	suspended map[string]int64
 	onBatch   func(store string, end, n int64)
+	onEnd     func(store string, total int64)
 }
 
 func newRecListener() *recListener {
@@ -274,8 +275,12 @@ func (l *recListener) OnBatchRestored(task, store, topic string, partition int32
 
 func (l *recListener) OnRestoreEnd(task, store, topic string, partition int32, total int64) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.ends[task+"/"+store] = total
+	fn := l.onEnd
+	l.mu.Unlock()
+	if fn != nil {
+		fn(task+"/"+store, total)
+	}
 }
 
 func (l *recListener) OnRestoreSuspended(task, store, topic string, partition int32, total int64) {

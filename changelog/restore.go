@@ -49,7 +49,8 @@ type Listener interface {
 	// restored the number of records of this store in the batch.
 	OnBatchRestored(task, store, topic string, partition int32, batchEndOffset, restored int64)
 	// OnRestoreEnd is called when the store reached its end offset and all
-	// its records are applied; totalRestored counts them.
+	// its records are in its DB (after a bulk load, once the load ended);
+	// totalRestored counts them.
 	OnRestoreEnd(task, store, topic string, partition int32, totalRestored int64)
 	// OnRestoreSuspended is called when replay of the store stops before
 	// its end; totalRestored counts the records applied so far.
@@ -847,14 +848,25 @@ func (r *Restorer) flush(t *task) error {
 			}
 			s.batchN = 0
 		}
+	}
+	if !t.bulk {
+		r.reportEnds(t)
+	}
+	return nil
+}
+
+// reportEnds calls OnRestoreEnd for the stores that reached their end. In
+// bulk load mode that waits for the end of the load: until then the last
+// records are applied but not yet in the DB's tables.
+func (r *Restorer) reportEnds(t *task) {
+	for _, s := range t.stores {
 		if s.done && s.started && !s.endReported {
 			s.endReported = true
-			if l != nil {
+			if l := r.opts.Listener; l != nil {
 				l.OnRestoreEnd(t.req.Task, s.sc.Store, s.sc.Topic, s.sc.Partition, s.restored)
 			}
 		}
 	}
-	return nil
 }
 
 func (r *Restorer) storeDone(s *storeState) {
@@ -973,6 +985,7 @@ func (r *Restorer) finish(t *task) {
 
 // succeed reports a task whose stores all reached their end, synced.
 func (r *Restorer) succeed(t *task) {
+	r.reportEnds(t)
 	delete(r.tasks, t.req.Task)
 	res := r.result(t, nil)
 	if res.Total > 0 {

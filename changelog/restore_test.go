@@ -1016,7 +1016,15 @@ func TestRestoreBulkLoad(t *testing.T) {
 	checkStore(t, db, "s", l.model(0))
 
 	// A cold restore to the end: bulk load mode from the wipe to Done.
+	// OnRestoreEnd comes once the load ended: the records are in the DB.
 	cold := &bulkSpy{DB: state.NewMemory()}
+	endInBulk := make(chan bool, 1)
+	lis.onEnd = func(store string, _ int64) {
+		if store == "cold/s" {
+			bulk, _, _, _ := cold.snapshot()
+			endInBulk <- bulk
+		}
+	}
 	ch := make(chan Result, 1)
 	r.Add(Request{Task: "cold", DB: cold, Stores: []StoreChangelog{sc}, Done: func(res Result) {
 		if bulk, _, _, _ := cold.snapshot(); bulk {
@@ -1026,6 +1034,14 @@ func TestRestoreBulkLoad(t *testing.T) {
 	}})
 	if res := wait(t, ch); res.Err != nil || !res.Wiped {
 		t.Fatalf("cold restore: err=%v wiped=%v", res.Err, res.Wiped)
+	}
+	select {
+	case bulk := <-endInBulk:
+		if bulk {
+			t.Error("OnRestoreEnd called while the DB was still in bulk load mode")
+		}
+	default:
+		t.Error("no OnRestoreEnd for the cold restore")
 	}
 	if _, begins, inBulk, _ := cold.snapshot(); begins != 1 || inBulk == 0 {
 		t.Errorf("cold restore: begins=%d applies in bulk=%d", begins, inBulk)
