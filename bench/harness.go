@@ -369,6 +369,7 @@ type cpuSample struct {
 func (h *harness) begin(id, title string, total int64, count func() int64) *measurement {
 	goruntime.GC()
 	debug.FreeOSMemory()
+	trimCHeap()
 	m := &measurement{h: h, title: title, stop: make(chan struct{})}
 	if h.o.CPUProfile && !h.profiled[id] {
 		if h.profiled == nil {
