@@ -44,9 +44,6 @@ var (
 // Engine runs a compiled topology as a member of the app's consumer group.
 type Engine struct {
 	cfg  Config
-	// topUp makes the next poll return at once: the tasks still have
-	// records queued (see iterate).
-	topUp bool
 	topo *graph.Topology
 	log  *slog.Logger
 	lc   lifecycle
@@ -94,6 +91,9 @@ type Engine struct {
 	// offsets are fetched; then their restore starts.
 	awaitingOffsets map[string]map[int32]*task
 	wake            atomic.Pointer[context.CancelFunc]
+	// topUp makes the next poll return at once: the tasks still have
+	// records queued (see iterate).
+	topUp bool
 
 	// Producer results, written from franz-go's goroutines.
 	prodMu     sync.Mutex
