@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/choreo-go/choreo/state"
 )
@@ -329,18 +330,32 @@ func (e *Engine) applyBatches(active []*task) (map[string]map[int32]kgo.EpochOff
 				q.dirty = false
 			}
 		}
-		// Pebble keeps unsynced WAL writes in its own buffer, so a killed
-		// process loses them: sync at most once per second per task. A
-		// lost store commit costs only a longer changelog replay.
-		sync := now.Sub(t.lastSync) >= time.Second
-		if err := t.batch.Commit(&cp, sync); err != nil {
-			return nil, fmt.Errorf("task %s: commit store: %w", t.name, err)
-		}
-		if sync {
-			t.lastSync = now
-		}
-		t.cp = cp
-		t.pending = 0
+		t.nextCP = cp
+	}
+	// The tasks' DBs are independent: with ProcessingThreads > 1 they
+	// apply (and sync) at once, while processing waits for the commit.
+	var g errgroup.Group
+	g.SetLimit(max(e.cfg.ProcessingThreads, 1))
+	for _, t := range active {
+		g.Go(func() error {
+			// Pebble keeps unsynced WAL writes in its own buffer, so a
+			// killed process loses them: sync at most once per second
+			// per task. A lost store commit costs only a longer
+			// changelog replay.
+			sync := now.Sub(t.lastSync) >= time.Second
+			if err := t.batch.Commit(&t.nextCP, sync); err != nil {
+				return fmt.Errorf("task %s: commit store: %w", t.name, err)
+			}
+			if sync {
+				t.lastSync = now
+			}
+			t.cp, t.nextCP = t.nextCP, state.Checkpoint{}
+			t.pending = 0
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return offsets, nil
 }

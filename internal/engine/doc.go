@@ -35,7 +35,9 @@
 // entries of each task to its changelog partitions (one record per key,
 // the latest value) → flush the producer → apply each task's batch with a
 // checkpoint holding those changelog offsets and the processed input
-// offsets, in one Pebble batch → commit the input offsets to the group. Repartition topics are then purged
+// offsets, in one Pebble batch (the tasks' batches on up to
+// ProcessingThreads goroutines at once) → commit the input offsets to the
+// group. Repartition topics are then purged
 // below the committed offsets (at most every 30 s).
 //
 // # Commit (exactly-once)

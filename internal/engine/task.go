@@ -96,9 +96,11 @@ type task struct {
 	sub   *subtopology
 	phase taskPhase
 
-	db     state.DB
-	batch  *state.Batch
-	cp     state.Checkpoint
+	db    state.DB
+	batch *state.Batch
+	cp    state.Checkpoint
+	// nextCP is the checkpoint a commit in progress applies.
+	nextCP state.Checkpoint
 	stores map[string]*storeHandle
 
 	queues    []*partQueue
