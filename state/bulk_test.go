@@ -376,17 +376,7 @@ func TestBulkLoadWipe(t *testing.T) {
 	for range 50 {
 		w.applyOne(db, 300)
 	}
-	it, err := db.NewIter("a", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Wipe(); err != nil {
-		t.Fatal(err)
-	}
-	if it.Next() || !errors.Is(it.Err(), ErrClosed) {
-		t.Fatalf("iterator after Wipe: %v", it.Err())
-	}
-	it.Close()
+	wipeEndsIter(t, db)
 	if _, ok, _ := db.Checkpoint(); ok {
 		t.Fatal("Wipe kept the checkpoint")
 	}
@@ -404,17 +394,7 @@ func TestBulkLoadWipe(t *testing.T) {
 // instance but still ends its iterators.
 func TestWipeEmpty(t *testing.T) {
 	db := openPebble(t, testEnv(t), filepath.Join(t.TempDir(), "task"))
-	it, err := db.NewIter("a", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Wipe(); err != nil {
-		t.Fatal(err)
-	}
-	if it.Next() || !errors.Is(it.Err(), ErrClosed) {
-		t.Fatalf("iterator after Wipe: %v", it.Err())
-	}
-	it.Close()
+	wipeEndsIter(t, db)
 	apply(t, db, nil, put("a", "k", "v"))
 	if v, ok := mustGet(t, db, "a", "k"); !ok || v != "v" {
 		t.Fatalf("after Wipe: %q, %v", v, ok)

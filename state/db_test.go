@@ -400,19 +400,7 @@ func TestPebbleCorruptCheckpoint(t *testing.T) {
 func TestWipe(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db DB) {
 		apply(t, db, &Checkpoint{Inputs: map[string]int64{"x": 1}}, put("a", "k", "v"), put("b", "k", "v"))
-		it, err := db.NewIter("a", nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Wipe(); err != nil {
-			t.Fatal(err)
-		}
-		if it.Next() || !errors.Is(it.Err(), ErrClosed) {
-			t.Errorf("iterator across Wipe: err %v", it.Err())
-		}
-		if err := it.Close(); err != nil {
-			t.Error(err)
-		}
+		wipeEndsIter(t, db)
 		if _, ok, err := db.Checkpoint(); ok || err != nil {
 			t.Errorf("checkpoint after Wipe: ok=%v err=%v", ok, err)
 		}
@@ -746,5 +734,24 @@ func TestPebbleBulkLoad(t *testing.T) {
 	check(db, n)
 	if v, ok := mustGet(t, db, "t", "after"); !ok || v != "1" {
 		t.Fatalf("write after EndBulkLoad: %q, %v", v, ok)
+	}
+}
+
+// wipeEndsIter wipes db with an iterator open and checks that the wipe
+// ended it.
+func wipeEndsIter(t *testing.T, db DB) {
+	t.Helper()
+	it, err := db.NewIter("a", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if it.Next() || !errors.Is(it.Err(), ErrClosed) {
+		t.Errorf("iterator across Wipe: err %v", it.Err())
+	}
+	if err := it.Close(); err != nil {
+		t.Error(err)
 	}
 }

@@ -339,6 +339,25 @@ func (d *pebbleDB) NewIter(store string, lower, upper []byte) (Iterator, error) 
 	return pi, nil
 }
 
+// lockWriter takes the writer lock and mu, exclusively when the Pebble DB
+// is to be replaced or closed, and returns their release; ErrClosed (with
+// nothing held) once the DB is closed.
+func (d *pebbleDB) lockWriter(exclusive bool) (unlock func(), err error) {
+	d.wmu.Lock()
+	if exclusive {
+		d.mu.Lock()
+		unlock = func() { d.mu.Unlock(); d.wmu.Unlock() }
+	} else {
+		d.mu.RLock()
+		unlock = func() { d.mu.RUnlock(); d.wmu.Unlock() }
+	}
+	if d.closed {
+		unlock()
+		return nil, ErrClosed
+	}
+	return unlock, nil
+}
+
 func (d *pebbleDB) Apply(w *WriteSet, cp *Checkpoint, sync bool) error {
 	var cpData []byte
 	if cp != nil {
@@ -347,13 +366,11 @@ func (d *pebbleDB) Apply(w *WriteSet, cp *Checkpoint, sync bool) error {
 			return fmt.Errorf("state: encoding checkpoint: %w", err)
 		}
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	unlock, err := d.lockWriter(false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if d.bl != nil {
 		return d.applyBulk(w, cpData, sync)
 	}
@@ -421,13 +438,11 @@ func (d *pebbleDB) settleBulk() error {
 	if !d.bulk.Load() {
 		return nil
 	}
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	unlock, err := d.lockWriter(false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if d.bl == nil {
 		return nil
 	}
@@ -459,13 +474,11 @@ func (d *pebbleDB) Checkpoint() (Checkpoint, bool, error) {
 }
 
 func (d *pebbleDB) Sync() error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	if d.closed {
-		return ErrClosed
+	unlock, err := d.lockWriter(false)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if d.bl != nil {
 		// Ingested tables are durable.
 		return d.bl.flush(d.db)
@@ -486,13 +499,11 @@ func (d *pebbleDB) Sync() error {
 // left as it is. Open iterators are ended either way. A DB in bulk load
 // mode stays in it, its buffered writes dropped.
 func (d *pebbleDB) Wipe() error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return ErrClosed
+	unlock, err := d.lockWriter(true)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	bulk := d.bl != nil
 	if bulk {
 		d.bl.discard()
@@ -592,13 +603,11 @@ func (d *pebbleDB) ApproximateSize() int64 {
 }
 
 func (d *pebbleDB) Close() error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return ErrClosed
+	unlock, err := d.lockWriter(true)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	var berr error
 	if d.bl != nil {
 		// Ingested, the buffered writes are durable.
@@ -606,7 +615,7 @@ func (d *pebbleDB) Close() error {
 	}
 	d.closed = true
 	d.setBulkLoad(nil)
-	err := d.closePebble()
+	err = d.closePebble()
 	d.env.release()
 	return errors.Join(berr, err)
 }
@@ -624,13 +633,11 @@ func (d *pebbleDB) EndBulkLoad() error { return d.setBulk(false) }
 // setBulk reopens db in or out of bulk load mode. Pebble reads these options
 // only when it opens a DB.
 func (d *pebbleDB) setBulk(on bool) error {
-	d.wmu.Lock()
-	defer d.wmu.Unlock()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.closed {
-		return ErrClosed
+	unlock, err := d.lockWriter(true)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	if (d.bl != nil) == on {
 		return nil
 	}
