@@ -947,7 +947,7 @@ func (r *Restorer) complete(t *task) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			t.endErr = endBulkAndSync(db, name)
+			t.endErr = endBulkLoad(db, name)
 			close(ending)
 			r.enqueue(event{kind: evEnded, task: name, gen: gen})
 		}()
@@ -960,13 +960,11 @@ func (r *Restorer) complete(t *task) {
 	r.succeed(t)
 }
 
-// endBulkAndSync ends the bulk load mode of a restored task's DB.
-func endBulkAndSync(db state.DB, task string) error {
+// endBulkLoad switches a task's DB back from bulk load mode, which makes
+// every applied write durable (no Sync needed).
+func endBulkLoad(db state.DB, task string) error {
 	if err := db.(state.BulkLoader).EndBulkLoad(); err != nil {
 		return fmt.Errorf("changelog: task %q: end bulk load: %w", task, err)
-	}
-	if err := db.Sync(); err != nil {
-		return fmt.Errorf("changelog: task %q: sync: %w", task, err)
 	}
 	return nil
 }
@@ -1024,10 +1022,7 @@ func (r *Restorer) endBulk(t *task) error {
 		return nil
 	}
 	t.bulk = false
-	if err := t.req.DB.(state.BulkLoader).EndBulkLoad(); err != nil {
-		return fmt.Errorf("changelog: task %q: end bulk load: %w", t.req.Task, err)
-	}
-	return nil
+	return endBulkLoad(t.req.DB, t.req.Task)
 }
 
 // fail ends the task with a fatal error. Applied progress stays.
