@@ -95,8 +95,9 @@
 //     a store whose checkpoint is at the end offset replays nothing;
 //  4. when every store reached its end, writes the final checkpoint, syncs
 //     the DB once and calls Request.Done. A DB in bulk load mode leaves it
-//     (and syncs) on a goroutine of its own, so that the records of the
-//     other tasks keep flowing meanwhile; Done follows once it returned.
+//     instead (which makes its writes durable) on a goroutine of its own, so
+//     that the records of the other tasks keep flowing meanwhile;
+//     OnRestoreEnd and Done follow once it returned.
 //
 // Only committed records are replayed: the client skips aborted records and
 // transaction markers. It does not say how far it got past them, so a
